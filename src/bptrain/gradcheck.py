@@ -1,0 +1,201 @@
+"""Gradient checking: backprop's gradients against central differences, in float64."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .layers import LAYERS, Layer
+from .losses import LOSSES, Loss
+from .network import Network
+
+# Below this size |a| + |n| is treated as noise: central differences in float64 carry an absolute
+# error of about 1e-12 here, so smaller gradients cannot be compared relatively.
+TINY = 1e-6
+
+
+def relative_error(a: np.ndarray, n: np.ndarray, tiny: float = TINY) -> np.ndarray:
+    """|a - n| / max(|a| + |n|, tiny), elementwise."""
+    return np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), tiny)
+
+
+def central_difference(f: Callable[[], float], array: np.ndarray, index: tuple, eps: float) -> float:
+    """d f / d array[index] by a central difference (changes the entry and restores it)."""
+    old = array[index]
+    array[index] = old + eps
+    plus = f()
+    array[index] = old - eps
+    minus = f()
+    array[index] = old
+    return (plus - minus) / (2 * eps)
+
+
+def numerical_derivative(
+    f: Callable[[], float], array: np.ndarray, index: tuple, eps: float = 1e-3
+) -> tuple[float, bool]:
+    """Richardson-extrapolated central difference and whether f looked smooth at the point.
+
+    Two step sizes cancel the eps^2 error term; when they disagree much more than that term
+    allows, the step crossed a kink (ReLU at 0, a max-pool switch) and the point is not usable.
+    """
+    wide = central_difference(f, array, index, eps)
+    narrow = central_difference(f, array, index, eps / 2)
+    smooth = abs(wide - narrow) <= 1e-4 * max(abs(wide) + abs(narrow), 1e-3)
+    return (4 * narrow - wide) / 3, smooth
+
+
+@dataclass
+class ParamCheck:
+    """The result for one parameter (or the input)."""
+
+    name: str
+    shape: tuple[int, ...]
+    max_relative_error: float
+    worst_index: tuple[int, ...]
+    checked: int
+    skipped_kinks: int
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "max_relative_error": self.max_relative_error,
+            "worst_index": list(self.worst_index),
+        }
+
+
+@dataclass
+class GradcheckReport:
+    """Per-parameter results of a check and whether all are within `tolerance`."""
+
+    tolerance: float
+    parameters: list[ParamCheck]
+
+    @property
+    def max_relative_error(self) -> float:
+        return max((p.max_relative_error for p in self.parameters), default=0.0)
+
+    @property
+    def ok(self) -> bool:
+        return self.max_relative_error <= self.tolerance
+
+    @property
+    def worst(self) -> ParamCheck | None:
+        return max(self.parameters, key=lambda p: p.max_relative_error, default=None)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "event": "gradcheck",
+            "ok": self.ok,
+            "tolerance": self.tolerance,
+            "max_relative_error": self.max_relative_error,
+            "parameters": [p.to_record() for p in self.parameters],
+        }
+
+
+def _check_array(
+    name: str, array: np.ndarray, analytic: np.ndarray, f: Callable[[], float],
+    coords: int, rng: np.random.Generator, eps: float,
+) -> ParamCheck:
+    """Compare `analytic` with numerical derivatives at up to `coords` smooth entries."""
+    candidates = rng.permutation(array.size)[: 3 * coords]
+    worst, worst_index, checked, skipped = 0.0, (0,) * array.ndim, 0, 0
+    for flat in candidates:
+        if checked == coords:
+            break
+        index = np.unravel_index(flat, array.shape)
+        numeric, smooth = numerical_derivative(f, array, index, eps)
+        if not smooth:
+            skipped += 1
+            continue
+        checked += 1
+        error = float(relative_error(np.float64(analytic[index]), np.float64(numeric)))
+        if error > worst or checked == 1:
+            worst, worst_index = error, tuple(int(i) for i in index)
+    return ParamCheck(name, array.shape, worst, worst_index, checked, skipped)
+
+
+def check_network(
+    network: Network,
+    x: np.ndarray,
+    t: np.ndarray,
+    *,
+    tolerance: float = 1e-6,
+    coords: int = 30,
+    eps: float = 1e-3,
+    rng: np.random.Generator | None = None,
+    include_input: bool = True,
+) -> GradcheckReport:
+    """Check every parameter (and the input) of a float64 network on one batch.
+
+    The network runs in training mode (BatchNorm uses batch statistics); its generator is
+    rewound before every evaluation so dropout draws the same mask each time.
+    """
+    if network.dtype != np.float64:
+        raise ValueError("gradient checks need a float64 network (build it with dtype=np.float64)")
+    rng = rng if rng is not None else np.random.default_rng(0)
+    x = np.array(x, dtype=np.float64)
+    rng_state = network.rng.bit_generator.state
+
+    def loss() -> float:
+        network.rng.bit_generator.state = rng_state
+        return network.loss(x, t, train=True)
+
+    loss()
+    dx = network.backward(input_grad=True)
+    grads = {name: g.copy() for name, g in network.grads.items()}
+    results = [
+        _check_array(name, network.params[name], grads[name], loss, coords, rng, eps)
+        for name in network.params
+    ]
+    if include_input and dx is not None:
+        results.append(_check_array("input", x, dx, loss, coords, rng, eps))
+    return GradcheckReport(tolerance, results)
+
+
+class _ProjectionLoss(Loss):
+    """L = sum(out * R) for a fixed random R: every output entry gets a distinct gradient."""
+
+    def __init__(self, weights: np.ndarray) -> None:
+        self.weights = weights
+
+    def forward(self, x: np.ndarray, t: np.ndarray) -> np.floating:
+        return x.dtype.type(np.vdot(x, self.weights))
+
+    def backward(self, dout: float = 1) -> np.ndarray:
+        return self.weights * dout
+
+
+def check_layer(
+    layer: Layer | Mapping[str, Any],
+    input_shape: tuple[int, ...],
+    *,
+    batch: int = 4,
+    seed: int = 0,
+    tolerance: float = 1e-6,
+    coords: int = 30,
+) -> GradcheckReport:
+    """Gradient-check one layer (an instance or a registry spec) on a random float64 batch."""
+    rng = np.random.default_rng(seed)
+    layer = LAYERS.build(layer) if isinstance(layer, Mapping) else layer
+    probe = Network([layer], _ProjectionLoss(np.empty(0)), input_shape, rng=rng, dtype=np.float64)
+    probe.loss_layer = _ProjectionLoss(rng.standard_normal((batch, *probe.output_shape)))
+    x = rng.standard_normal((batch, *input_shape))
+    return check_network(probe, x, np.zeros(batch, dtype=np.int64), tolerance=tolerance,
+                         coords=coords, rng=rng)
+
+
+def check_loss(
+    loss: Loss | Mapping[str, Any], classes: int, *, batch: int = 4, seed: int = 0,
+    tolerance: float = 1e-6, coords: int = 30,
+) -> GradcheckReport:
+    """Gradient-check a loss layer's input gradient on random scores and labels."""
+    rng = np.random.default_rng(seed)
+    loss = LOSSES.build(loss) if isinstance(loss, Mapping) else loss
+    probe = Network([], loss, (classes,), rng=rng, dtype=np.float64)
+    x = rng.standard_normal((batch, classes)) * 3
+    t = rng.integers(0, classes, size=batch)
+    return check_network(probe, x, t, tolerance=tolerance, coords=coords, rng=rng)

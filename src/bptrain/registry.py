@@ -1,0 +1,184 @@
+"""Registries: config names -> classes, with constructor arguments checked against signatures."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+def did_you_mean(word: str, choices: typing.Iterable[str]) -> str | None:
+    """Return the closest choice to `word`, if any is close enough."""
+    matches = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def unknown_name_error(kind: str, name: object, choices: typing.Iterable[str], path: str) -> ConfigError:
+    """A ConfigError for an unknown name that lists the choices and the closest match."""
+    choices = sorted(choices)
+    guess = did_you_mean(str(name), choices)
+    hint = f"did you mean '{guess}'?" if guess else None
+    return ConfigError(f"unknown {kind} {name!r}; choices: {', '.join(choices)}", path=path, hint=hint)
+
+
+def type_matches(value: object, annotation: Any) -> bool:
+    """Whether a config value (plain YAML data) fits a constructor annotation."""
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return True
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(type_matches(value, arg) for arg in get_args(annotation))
+    if origin is Literal:
+        return value in get_args(annotation)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (tuple, list, typing.Sequence) or annotation in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = get_args(annotation)
+        if not args:
+            return True
+        if origin is tuple and (len(args) != 2 or args[1] is not Ellipsis):
+            return len(args) == len(value) and all(map(type_matches, value, args))
+        return all(type_matches(v, args[0]) for v in value)
+    if origin is dict or annotation is dict:
+        return isinstance(value, Mapping)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def describe(annotation: Any) -> str:
+    """A short human name for an annotation (``int``, ``float or null``)."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return " or ".join(describe(a) for a in get_args(annotation))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(annotation))
+    if annotation is type(None):
+        return "null"
+    if origin is not None:
+        return getattr(origin, "__name__", str(annotation))
+    return getattr(annotation, "__name__", str(annotation))
+
+
+class Registry:
+    """Names to classes for one kind of part (layer, loss, optimizer, initializer, schedule)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._classes: dict[str, type] = {}
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        """Class decorator that registers a class under `name`."""
+
+        def decorate(cls: type[T]) -> type[T]:
+            if name in self._classes:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._classes[name] = cls
+            cls.registry_name = name  # type: ignore[attr-defined]
+            return cls
+
+        return decorate
+
+    def names(self) -> list[str]:
+        """The registered names, sorted."""
+        return sorted(self._classes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes
+
+    def get(self, name: object, path: str = "type") -> type:
+        """The class registered as `name`; a ConfigError with a suggestion otherwise."""
+        if not isinstance(name, str) or name not in self._classes:
+            raise unknown_name_error(self.kind, name, self._classes, path)
+        return self._classes[name]
+
+    def parameters(self, name: str) -> dict[str, tuple[Any, Any]]:
+        """Constructor arguments of `name`: {arg: (annotation, default)}; default may be empty."""
+        cls = self._classes[name]
+        hints = typing.get_type_hints(cls.__init__)
+        params = inspect.signature(cls.__init__).parameters
+        return {
+            p.name: (hints.get(p.name, Any), p.default)
+            for p in params.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+
+    def normalize(self, spec: str | Mapping[str, Any], path: str = "") -> dict[str, Any]:
+        """A spec as a dict: a bare name ``"he"`` stands for ``{type: he}``."""
+        if isinstance(spec, str):
+            return {"type": spec}
+        if not isinstance(spec, Mapping):
+            raise ConfigError(
+                f"expected a {self.kind} spec like {{type: ...}}, got {type(spec).__name__}",
+                path=path,
+            )
+        if "type" not in spec:
+            raise ConfigError(
+                f"{self.kind} spec has no 'type'; choices: {', '.join(self.names())}", path=path
+            )
+        return dict(spec)
+
+    def check(self, spec: str | Mapping[str, Any], path: str = "") -> list[ConfigError]:
+        """Every problem with a spec (name, unknown or missing arguments, types), not raising."""
+        try:
+            spec = self.normalize(spec, path)
+            self.get(spec["type"], f"{path}.type" if path else "type")
+        except ConfigError as error:
+            return [error]
+        errors = []
+        params = self.parameters(spec["type"])
+        at = f"{path}." if path else ""
+        for key, value in spec.items():
+            if key == "type":
+                continue
+            if key not in params:
+                guess = did_you_mean(key, params)
+                errors.append(
+                    ConfigError(
+                        f"unknown key for {self.kind} '{spec['type']}'"
+                        f" (accepted: {', '.join(params) or 'none'})",
+                        path=f"{at}{key}",
+                        hint=f"did you mean '{guess}'?" if guess else None,
+                    )
+                )
+                continue
+            annotation, _ = params[key]
+            if not type_matches(value, annotation):
+                errors.append(
+                    ConfigError(
+                        f"expected {describe(annotation)}, got {value!r}", path=f"{at}{key}"
+                    )
+                )
+        for key, (_, default) in params.items():
+            if default is inspect.Parameter.empty and key not in spec:
+                errors.append(
+                    ConfigError(f"missing required key for {self.kind} '{spec['type']}'", path=f"{at}{key}")
+                )
+        return errors
+
+    def build(self, spec: str | Mapping[str, Any], path: str = "", **extra: Any) -> Any:
+        """Construct the part a spec describes; errors name the dotted path."""
+        errors = self.check(spec, path)
+        if errors:
+            raise errors[0]
+        spec = self.normalize(spec, path)
+        kwargs = {k: v for k, v in spec.items() if k != "type"}
+        try:
+            return self.get(spec["type"])(**kwargs, **extra)
+        except ConfigError as error:
+            raise error.within(path) from None

@@ -1,0 +1,198 @@
+"""The seed's four learning steps as a library loop: fit() and evaluate() return data, never print."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, DivergedError
+from .functional import labels_of
+from .network import Network
+from .optimizers import Optimizer
+from .schedules import Schedule
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class TrainState:
+    """Everything that changes while training and is needed to resume exactly mid-run."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # mini-batches completed in the current epoch
+    order: np.ndarray | None = None  # this epoch's shuffled sample order
+    loss_sum: float = 0.0  # running sums over the current epoch
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val_accuracy: float | None = None
+    best_epoch: int | None = None
+    best_params: dict[str, np.ndarray] | None = None
+    stale_epochs: int = 0  # epochs since validation accuracy last improved
+    stopped_early: bool = False
+    interrupted: bool = False
+
+
+@dataclass
+class EvalResult:
+    """Loss, accuracy and the confusion matrix of a model on one split."""
+
+    n: int
+    loss: float
+    accuracy: float
+    confusion: np.ndarray  # (C, C): rows are true labels, columns predictions
+
+    @property
+    def per_class_accuracy(self) -> list[float | None]:
+        totals = self.confusion.sum(axis=1)
+        hits = np.diag(self.confusion)
+        return [float(h / n) if n else None for h, n in zip(hits, totals, strict=True)]
+
+
+def evaluate(
+    network: Network, x: np.ndarray, t: np.ndarray, num_classes: int, batch_size: int = 1000
+) -> EvalResult:
+    """Inference-mode loss, accuracy and confusion matrix over a whole split."""
+    labels = labels_of(t)
+    loss, predictions = network.evaluate(x, t, batch_size)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predictions), 1)
+    accuracy = float(np.mean(predictions == labels)) if len(labels) else 0.0
+    return EvalResult(n=len(labels), loss=loss, accuracy=accuracy, confusion=confusion)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Mini-batches per epoch: every sample is seen once, the last batch may be smaller."""
+    return math.ceil(n / batch_size)
+
+
+def _grads_finite(network: Network) -> bool:
+    # One reduction per array: a NaN or inf anywhere makes its sum non-finite.
+    return all(np.isfinite(g.sum()) for g in network.grads.values())
+
+
+def _diverged(network: Network, xb: np.ndarray, tb: np.ndarray, state: TrainState,
+              optimizer: Optimizer) -> DivergedError:
+    where = network.find_nonfinite(xb, tb)
+    return DivergedError(
+        f"training diverged at epoch {state.epoch + 1}, step {state.step + 1}: "
+        f"a non-finite value first appeared in {where}",
+        hint=f"lower optimizer.lr (now {optimizer.lr:g}), e.g. --set optimizer.lr="
+        f"{optimizer.lr / 10:g}",
+    )
+
+
+def train_step(
+    network: Network, optimizer: Optimizer, xb: np.ndarray, tb: np.ndarray, state: TrainState
+) -> tuple[float, int]:
+    """Steps 2 and 3 of the seed on one mini-batch: gradients by backprop, then the update."""
+    # Overflow is not worth a warning here: non-finite values are caught just below, and an
+    # update that overflows shows up as a non-finite loss on the next step.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        loss, scores = network.gradient(xb, tb)
+        if not (math.isfinite(loss) and _grads_finite(network)):
+            raise _diverged(network, xb, tb, state, optimizer)
+        optimizer.update(network.params, network.grads)
+    correct = int(np.count_nonzero(scores.argmax(axis=1) == labels_of(tb)))
+    return loss, correct
+
+
+def fit(
+    network: Network,
+    optimizer: Optimizer,
+    train: Arrays,
+    *,
+    epochs: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    val: Arrays | None = None,
+    schedule: Schedule | None = None,
+    state: TrainState | None = None,
+    early_stopping: int | None = None,
+    on_batch: Callable[[TrainState, int, float], None] | None = None,
+    on_epoch: Callable[[TrainState, dict[str, Any]], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+) -> TrainState:
+    """Mini-batch training: shuffle (step 1), backprop (2), update (3), repeat (4).
+
+    Pass a `state` from an earlier call (or a checkpoint) to continue exactly where it stopped.
+    `stop_requested` is polled between steps; when it returns True the state is returned with
+    `interrupted` set, at a clean step boundary.
+    """
+    x, t = train
+    n = x.shape[0]
+    if n == 0:
+        raise ConfigError("the training set is empty", path="data")
+    if batch_size < 1:
+        raise ConfigError(f"must be >= 1, got {batch_size}", path="train.batch_size")
+    steps = steps_per_epoch(n, batch_size)
+    state = state if state is not None else TrainState()
+    state.interrupted = False
+    while state.epoch < epochs and not state.stopped_early:
+        if state.order is None:
+            state.order = rng.permutation(n)
+        started = time.perf_counter()
+        while state.step < steps:
+            if stop_requested is not None and stop_requested():
+                state.seconds += time.perf_counter() - started
+                state.interrupted = True
+                return state
+            if schedule is not None:
+                progress = state.epoch + state.step / steps
+                optimizer.lr = optimizer.base_lr * schedule.factor(progress, epochs)
+            idx = state.order[state.step * batch_size : (state.step + 1) * batch_size]
+            loss, correct = train_step(network, optimizer, x[idx], t[idx], state)
+            state.step += 1
+            state.loss_sum += loss * len(idx)
+            state.correct += correct
+            state.seen += len(idx)
+            if on_batch is not None:
+                on_batch(state, steps, loss)
+        state.seconds += time.perf_counter() - started
+        record = _finish_epoch(network, optimizer, state, val, early_stopping)
+        if on_epoch is not None:
+            on_epoch(state, record)
+    return state
+
+
+def _finish_epoch(
+    network: Network,
+    optimizer: Optimizer,
+    state: TrainState,
+    val: Arrays | None,
+    early_stopping: int | None,
+) -> dict[str, Any]:
+    """Close the epoch: validation, best-model bookkeeping, the history record, reset sums."""
+    val_loss = val_accuracy = None
+    if val is not None and val[0].shape[0] > 0:
+        val_loss, predictions = network.evaluate(*val)
+        val_accuracy = float(np.mean(predictions == labels_of(val[1])))
+    state.epoch += 1
+    if val_accuracy is not None:
+        if state.best_val_accuracy is None or val_accuracy > state.best_val_accuracy:
+            state.best_val_accuracy, state.best_epoch, state.stale_epochs = val_accuracy, state.epoch, 0
+            state.best_params = {k: v.copy() for k, v in {**network.params, **network.buffers}.items()}
+        else:
+            state.stale_epochs += 1
+            if early_stopping is not None and state.stale_epochs >= early_stopping:
+                state.stopped_early = True
+    record = {
+        "epoch": state.epoch,
+        "train_loss": state.loss_sum / state.seen,
+        "train_accuracy": state.correct / state.seen,
+        "val_loss": val_loss,
+        "val_accuracy": val_accuracy,
+        "lr": optimizer.lr,
+        "seconds": state.seconds,
+        "samples_per_second": state.seen / state.seconds if state.seconds > 0 else None,
+    }
+    state.history.append(record)
+    state.step, state.order, state.loss_sum, state.correct, state.seen = 0, None, 0.0, 0, 0
+    state.seconds = 0.0
+    return record

@@ -1,0 +1,120 @@
+"""The training loop: the seed's four steps, exact epochs, seeded repeatability, exact resume."""
+
+import numpy as np
+import pytest
+
+from bptrain.errors import DivergedError
+from bptrain.network import Network
+from bptrain.optimizers import SGD
+from bptrain.train import TrainState, evaluate, fit
+
+
+def blobs(n, seed=0, classes=4, dim=20):
+    """A learnable synthetic problem: Gaussian clusters around random centres."""
+    centres = np.random.default_rng(99).standard_normal((classes, dim)) * 2
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, classes, n)
+    x = (centres[t] + rng.standard_normal((n, dim))).astype(np.float32)
+    return x, t
+
+
+def make(seed, classes=4, dim=20):
+    rng = np.random.default_rng(seed)
+    specs = [{"type": "affine", "units": 32}, {"type": "relu"}, {"type": "affine", "units": classes}]
+    return Network.from_specs(specs, (dim,), rng=rng), rng
+
+
+def run(seed, epochs=5, batch_size=32, **kwargs):
+    net, rng = make(seed)
+    opt = SGD(lr=0.1)
+    state = fit(net, opt, blobs(1000), epochs=epochs, batch_size=batch_size, rng=rng,
+                val=blobs(200, seed=1), **kwargs)
+    return net, state
+
+
+def test_learns_a_learnable_problem():
+    net, state = run(seed=0)
+    x_test, t_test = blobs(500, seed=2)
+    assert net.accuracy(x_test, t_test) > 0.95
+    assert len(state.history) == 5
+    assert state.history[-1]["train_loss"] < state.history[0]["train_loss"]
+    assert state.best_val_accuracy == max(r["val_accuracy"] for r in state.history)
+
+
+def test_same_seed_gives_identical_histories_and_parameters():
+    net_a, a = run(seed=7)
+    net_b, b = run(seed=7)
+    strip = lambda h: [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_second")}
+                       for r in h]  # noqa: E731
+    assert strip(a.history) == strip(b.history)
+    for name in net_a.params:
+        assert np.array_equal(net_a.params[name], net_b.params[name])
+    _, c = run(seed=8)
+    assert strip(c.history) != strip(a.history)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 100, 999, 1000, 5000])
+def test_every_sample_is_seen_exactly_once_per_epoch(batch_size):
+    x, t = blobs(1000)
+    x = x[:, :1].copy()
+    x[:, 0] = np.arange(1000)  # the sample id rides in the input
+    seen = []
+    net = Network.from_specs([{"type": "affine", "units": 4}], (1,), rng=np.random.default_rng(0))
+    original = net.gradient
+
+    def spy(xb, tb):
+        seen.extend(xb[:, 0].astype(int).tolist())
+        return original(xb, tb)
+
+    net.gradient = spy
+    fit(net, SGD(lr=1e-6), (x, t), epochs=2, batch_size=batch_size, rng=np.random.default_rng(1))
+    assert sorted(seen[:1000]) == list(range(1000)) and sorted(seen[1000:]) == list(range(1000))
+    assert seen[:1000] != seen[1000:]  # reshuffled each epoch
+
+
+def test_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one():
+    full_net, full = run(seed=3, epochs=3)
+    net, rng = make(3)
+    opt = SGD(lr=0.1)
+    calls = iter(range(10**6))
+    state = fit(net, opt, blobs(1000), epochs=3, batch_size=32, rng=rng, val=blobs(200, seed=1),
+                stop_requested=lambda: next(calls) == 45)  # stops in epoch 2, mid-way
+    assert state.interrupted and state.epoch == 1 and state.step == 13
+    state = fit(net, opt, blobs(1000), epochs=3, batch_size=32, rng=rng, val=blobs(200, seed=1),
+                state=state)
+    assert not state.interrupted
+    for name in net.params:
+        assert np.array_equal(net.params[name], full_net.params[name])
+    assert [r["val_loss"] for r in state.history] == [r["val_loss"] for r in full.history]
+    assert [r["train_loss"] for r in state.history] == [r["train_loss"] for r in full.history]
+
+
+def test_divergence_stops_with_the_epoch_step_and_layer_named():
+    net, rng = make(0)
+    net.params["0.W"] *= 1e30
+    with pytest.raises(DivergedError) as info:
+        fit(net, SGD(lr=1e10), blobs(100), epochs=2, batch_size=10, rng=rng)
+    text = str(info.value)
+    assert "epoch 1, step" in text and "layer" in text and "optimizer.lr" in text
+
+
+def test_early_stopping_and_best_parameters():
+    net, state = run(seed=0, epochs=40, early_stopping=2)
+    assert state.stopped_early and len(state.history) < 40
+    assert state.best_epoch <= len(state.history) - 2
+    assert set(state.best_params) == set(net.params)
+
+
+def test_evaluate_reports_a_confusion_matrix():
+    net, _ = run(seed=0)
+    x, t = blobs(300, seed=4)
+    result = evaluate(net, x, t, num_classes=4)
+    assert result.confusion.sum() == 300 and result.n == 300
+    assert np.trace(result.confusion) / 300 == pytest.approx(result.accuracy)
+    assert result.accuracy == pytest.approx(net.accuracy(x, t))
+    per_class = result.per_class_accuracy
+    assert len(per_class) == 4 and all(0 <= a <= 1 for a in per_class)
+
+
+def test_train_state_default_is_a_fresh_start():
+    assert TrainState().epoch == 0 and TrainState().history == []
