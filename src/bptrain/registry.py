@@ -9,6 +9,8 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
+import numpy as np
+
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -75,6 +77,10 @@ def describe(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+def _takes_array(annotation: Any) -> bool:
+    return annotation is np.ndarray or np.ndarray in get_args(annotation)
+
+
 class Registry:
     """Names to classes for one kind of part (layer, loss, optimizer, initializer, schedule)."""
 
@@ -108,14 +114,19 @@ class Registry:
         return self._classes[name]
 
     def parameters(self, name: str) -> dict[str, tuple[Any, Any]]:
-        """Constructor arguments of `name`: {arg: (annotation, default)}; default may be empty."""
+        """Config-settable constructor arguments: {arg: (annotation, default)}.
+
+        Arguments that take arrays (the seed's ``Affine(W, b)``) are for Python callers only.
+        """
         cls = self._classes[name]
         hints = typing.get_type_hints(cls.__init__)
         params = inspect.signature(cls.__init__).parameters
         return {
             p.name: (hints.get(p.name, Any), p.default)
             for p in params.values()
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            if p.name != "self"
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and not _takes_array(hints.get(p.name))
         }
 
     def normalize(self, spec: str | Mapping[str, Any], path: str = "") -> dict[str, Any]:

@@ -1,0 +1,117 @@
+"""From a validated config to a ready run: data, split, network, optimizer, schedule, resume."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import checkpoint
+from .config import Config
+from .errors import CheckpointError, ConfigError
+from .network import Network
+from .optimizers import OPTIMIZERS, Optimizer
+from .schedules import SCHEDULES, Schedule
+from .train import Arrays, TrainState
+
+
+def draw_seed() -> int:
+    """A fresh seed for runs whose config says `seed: null`; it is logged and recorded."""
+    return secrets.randbelow(2**31)
+
+
+def load_dataset(
+    config: Config,
+    *,
+    data_dir: str | None = None,
+    mirrors: Sequence[str] = (),
+    offline: bool | None = None,
+    quiet: bool = False,
+) -> Any:
+    """The config's dataset; the command line's folder and mirrors come before the config's."""
+    from . import data
+
+    return data.load(
+        config.data.dataset,
+        data_dir if data_dir is not None else config.data.dir,
+        mirrors=[*mirrors, *config.data.mirrors],
+        offline=offline,
+        quiet=quiet,
+    )
+
+
+@dataclass
+class Run:
+    """Everything a training or evaluation run works with."""
+
+    config: Config
+    seed: int
+    rng: np.random.Generator
+    dataset: Any
+    train: Arrays
+    val: Arrays
+    test: Arrays
+    network: Network
+    optimizer: Optimizer
+    schedule: Schedule | None
+    state: TrainState
+
+    def meta(self, **extra: Any) -> dict[str, Any]:
+        """Checkpoint metadata: enough to rebuild the model and its data from the file alone."""
+        return {
+            "config": self.config.to_dict() | {"seed": self.seed},
+            "seed": self.seed,
+            "input_shape": list(self.network.input_shape),
+            "num_classes": int(self.dataset.num_classes),
+            "class_names": list(self.dataset.class_names),
+            "data": {"dataset": self.dataset.name, "checksums": dict(self.dataset.checksums)},
+            **extra,
+        }
+
+
+def prepare(config: Config, seed: int, dataset: Any) -> Run:
+    """Split, build and initialize in a fixed order from one generator seeded with `seed`.
+
+    The order (validation split, then weights, then shuffling and dropout while training) is
+    what makes a resumed or re-evaluated run see exactly the data and weights of the original.
+    """
+    from .data import split_validation
+
+    rng = np.random.default_rng(seed)
+    n = dataset.x_train.shape[0]
+    if config.data.validation >= n:
+        raise ConfigError(f"must be smaller than the training set ({n} samples), got "
+                          f"{config.data.validation}", path="data.validation")
+    train, val = split_validation(dataset.x_train, dataset.t_train, config.data.validation, rng)
+    if config.data.limit_train is not None:
+        train = (train[0][: config.data.limit_train], train[1][: config.data.limit_train])
+    network = Network.from_specs(
+        config.model.layers, dataset.x_train.shape[1:], config.model.loss, rng=rng,
+        num_classes=dataset.num_classes,
+    )
+    optimizer = OPTIMIZERS.build(config.optimizer, "optimizer")
+    schedule = SCHEDULES.build(config.train.schedule, "train.schedule") if config.train.schedule else None
+    return Run(config, seed, rng, dataset, train, val, (dataset.x_test, dataset.t_test), network,
+               optimizer, schedule, TrainState())
+
+
+def check_same_data(run: Run, ckpt: checkpoint.Checkpoint) -> None:
+    """Refuse to resume on data files other than the ones the checkpoint was trained on."""
+    stored = ckpt.meta.get("data", {}).get("checksums", {})
+    if stored and stored != dict(run.dataset.checksums):
+        raise CheckpointError(
+            f"checkpoint {ckpt.path} was trained on other {run.dataset.name} files than the ones "
+            f"in {run.dataset.folder}", hint="point --data-dir at the original files")
+
+
+def resume(ckpt: checkpoint.Checkpoint, run: Run) -> None:
+    """Load weights, optimizer, generator and loop state so training continues exactly."""
+    check_same_data(run, ckpt)
+    run.state = checkpoint.restore_training(ckpt, run.network, run.optimizer, run.rng)
+    order = run.state.order
+    if order is not None and (order.ndim != 1 or order.shape[0] != run.train[0].shape[0]):
+        raise CheckpointError(f"checkpoint {ckpt.path}: its sample order does not fit the "
+                              "training set", hint="was it written for another config?")
