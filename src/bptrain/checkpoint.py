@@ -126,7 +126,8 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path} does not exist",
                               hint="give the path printed in the training summary")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Opening the file ourselves closes it even when numpy gives up on a damaged archive.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
             files = {name: npz[name] for name in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as error:
         raise CheckpointError(f"checkpoint {path} is not a readable .npz file ({error})",

@@ -182,7 +182,7 @@ offline_option = click.option(
 
 
 def _read_stdin() -> str:
-    return click.get_text_stream("stdin").read()
+    return sys.stdin.read()
 
 
 def _load(config: str | None, overrides: tuple[str, ...]) -> LoadedConfig:

@@ -177,6 +177,21 @@ def _check_section(cls: type, raw: Any, path: str) -> list[ConfigError]:
     return errors
 
 
+def _check_spec(registry: Any, spec: Any, path: str) -> list[ConfigError]:
+    """Names, keys and types first; then construct the part to catch bad values too.
+
+    Constructing needs no data (layers allocate weights only when the network is built), so a
+    bad value such as `units: 0` is reported before any download starts.
+    """
+    errors = registry.check(spec, path)
+    if not errors:
+        try:
+            registry.build(spec, path)
+        except ConfigError as error:
+            errors.append(error)
+    return errors
+
+
 def _check_parts(raw: Mapping[str, Any]) -> list[ConfigError]:
     """Registry specs inside the config: layers, loss, optimizer, schedule, dataset."""
     from .data import DATASETS  # the data layer owns the dataset table
@@ -187,16 +202,16 @@ def _check_parts(raw: Mapping[str, Any]) -> list[ConfigError]:
         layers = model.get("layers", [])
         if isinstance(layers, list):
             for i, spec in enumerate(layers):
-                errors += LAYERS.check(spec, f"model.layers[{i}]")
+                errors += _check_spec(LAYERS, spec, f"model.layers[{i}]")
         if not layers:
             errors.append(ConfigError("the model has no layers", path="model.layers"))
         if "loss" in model:
-            errors += LOSSES.check(model["loss"], "model.loss")
+            errors += _check_spec(LOSSES, model["loss"], "model.loss")
     if "optimizer" in raw:
-        errors += OPTIMIZERS.check(raw["optimizer"], "optimizer")
+        errors += _check_spec(OPTIMIZERS, raw["optimizer"], "optimizer")
     train = raw.get("train", {})
     if isinstance(train, Mapping) and train.get("schedule") is not None:
-        errors += SCHEDULES.check(train["schedule"], "train.schedule")
+        errors += _check_spec(SCHEDULES, train["schedule"], "train.schedule")
     data = raw.get("data", {})
     if isinstance(data, Mapping) and isinstance(data.get("dataset"), str):
         if data["dataset"] not in DATASETS:

@@ -62,6 +62,8 @@ class Network:
         With `num_classes`, the stack must end in one score per class.
         """
         layers = [LAYERS.build(spec, f"{path}.layers[{i}]") for i, spec in enumerate(layer_specs)]
+        for layer, spec in zip(layers, layer_specs, strict=True):
+            layer.type_name = LAYERS.normalize(spec)["type"]  # the config's name for messages
         loss_layer = LOSSES.build(loss, f"{path}.loss")
         network = cls(layers, loss_layer, input_shape, rng=rng, dtype=dtype, path=f"{path}.layers")
         if num_classes is not None and network.output_shape != (num_classes,):
@@ -93,7 +95,7 @@ class Network:
     def layer_name(self, i: int) -> str:
         """The registry name of layer `i` (its class name when it has none)."""
         layer = self.layers[i]
-        return getattr(layer, "registry_name", type(layer).__name__)
+        return getattr(layer, "type_name", None) or getattr(layer, "registry_name", type(layer).__name__)
 
     def _named(self, attr: str) -> dict[str, np.ndarray]:
         return {

@@ -1,0 +1,59 @@
+"""Running bptrain in tests: in-process through click's CliRunner, or as a real subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from bptrain.cli import cli
+
+
+def small_config(folder: Path, **train) -> dict:
+    """A quick MLP run on the synthetic `idx` dataset in `folder`."""
+    return {
+        "seed": 3,
+        "data": {"dataset": "idx", "dir": str(folder), "validation": 100},
+        "model": {
+            "layers": [
+                {"type": "flatten"},
+                {"type": "affine", "units": 32, "init": "he"},
+                {"type": "relu"},
+                {"type": "affine", "units": 10, "init": "he"},
+            ],
+            "loss": {"type": "softmax_with_loss"},
+        },
+        "optimizer": {"type": "sgd", "lr": 0.05},
+        "train": {"epochs": 3, "batch_size": 50, **train},
+    }
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def invoke(*args, input=None):
+    """Run the CLI in-process; returns click's Result (stdout and stderr kept apart)."""
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def records(stdout: str) -> list[dict]:
+    """Parse JSON Lines; fails the test on any line that is not JSON."""
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def subprocess_env() -> dict:
+    env = dict(os.environ)
+    env.pop("BPTRAIN_MIRROR", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def spawn(*args, **kwargs) -> subprocess.Popen:
+    """Start `python -m bptrain ARGS` as a real process."""
+    return subprocess.Popen([sys.executable, "-m", "bptrain", *map(str, args)],
+                            env=subprocess_env(), **kwargs)
