@@ -6,6 +6,7 @@ stdout carries JSON Lines results and nothing else; logs, progress bars and erro
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
@@ -156,6 +157,20 @@ def cli(quiet: bool, verbose: bool, traceback: bool) -> None:
     Results go to stdout as JSON Lines; logs and progress go to stderr.
     """
     OPTIONS.quiet, OPTIONS.verbose, OPTIONS.traceback = quiet, verbose, traceback
+    _setup_logging()
+
+
+def _setup_logging() -> None:
+    """Library warnings (a mirror that failed, a system copy ignored) as plain stderr lines."""
+    logger = logging.getLogger("bptrain")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    level = logging.DEBUG if OPTIONS.verbose else logging.WARNING
+    logger.setLevel(logging.CRITICAL + 1 if OPTIONS.quiet else level)
 
 
 def main() -> None:

@@ -1,0 +1,356 @@
+"""Speed benchmark: bptrain's training epochs against PyTorch eager and against its own GEMMs.
+
+    make bench                 # or: python benchmarks/speed.py [--repeats 5] [--no-readme]
+
+Times one training epoch (batch 100, float32) of each network below, median of --repeats runs,
+with bptrain's real network, optimizer, metrics and a progress bar (drawn to /dev/null);
+evaluation throughput; loading the dataset from the cache; peak memory of a full-size training
+run. When PyTorch is installed (not a dependency: `pip install torch==2.13.0`), the same networks
+run in PyTorch eager in the same process and the table shows bptrain time / PyTorch time.
+Uses the real Fashion-MNIST beside the repository when present, random data of the same shape
+otherwise. BLAS threads are whatever the environment sets (OPENBLAS_NUM_THREADS, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from common import ROOT, fashion_dir, machine, median_time, mnist_shaped, update_readme, write_json
+
+from bptrain.config import load_config
+from bptrain.network import Network
+from bptrain.optimizers import OPTIMIZERS
+from bptrain.train import fit
+
+AFFINE = "affine"
+
+
+@dataclass
+class Bench:
+    """One network to time: bptrain specs, its optimizer, how many samples make an 'epoch'."""
+
+    name: str
+    layers: list[dict]
+    optimizer: dict
+    samples: int
+    target: float | None  # bptrain time / PyTorch time must be at most this
+    results: dict = field(default_factory=dict)
+
+
+def _preset(name: str) -> tuple[list[dict], dict]:
+    cfg = load_config(name).config
+    return list(cfg.model.layers), dict(cfg.optimizer)
+
+
+def benches() -> list[Bench]:
+    mlp_layers, mlp_opt = _preset("mlp")
+    cnn_layers, cnn_opt = _preset("cnn")
+    sigmoid = [dict(spec, type="sigmoid") if spec["type"] == "relu" else spec for spec in mlp_layers]
+    deep = [{"type": "flatten"}, {"type": AFFINE, "units": 100}, {"type": "relu"},
+            {"type": AFFINE, "units": 100}, {"type": "relu"}, {"type": AFFINE, "units": 10}]
+    return [
+        Bench("mlp preset: 784-50-10 ReLU", mlp_layers, mlp_opt, 60000, 0.67),
+        Bench("784-50-10 sigmoid (the seed's)", sigmoid, mlp_opt, 60000, 0.67),
+        Bench("784-100-100-10 ReLU", deep, mlp_opt, 60000, 0.85),
+        Bench("cnn preset: SimpleConvNet", cnn_layers, cnn_opt, 10000, 1.0),
+    ]
+
+
+# --- bptrain ---------------------------------------------------------------------------------
+
+
+class _NullProgress:
+    """bptrain's real progress bar, drawn into /dev/null so its cost is counted."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.sink = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the benchmark)
+        self.bar = tqdm(total=10**9, file=self.sink, unit="batch", mininterval=0.1)
+
+    def __call__(self, state, steps, loss) -> None:
+        self.bar.update(1)
+        if state.step % 20 == 0:
+            self.bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+
+
+def time_bptrain(bench: Bench, data, repeats: int) -> dict:
+    x, t, x_test, t_test = data
+    rng = np.random.default_rng(0)
+    net = Network.from_specs(bench.layers, x.shape[1:], rng=rng, num_classes=10)
+    opt = OPTIMIZERS.build(bench.optimizer)
+    train = (x[: bench.samples], t[: bench.samples])
+    progress = _NullProgress()
+
+    def epoch() -> None:
+        fit(net, opt, train, epochs=1, batch_size=100, rng=rng, on_batch=progress)
+
+    seconds, runs = median_time(epoch, repeats)
+    eval_seconds, _ = median_time(lambda: net.evaluate(x_test, t_test, 1000), repeats)
+    return {"seconds": seconds, "runs": runs,
+            "eval_samples_per_second": x_test.shape[0] / eval_seconds,
+            "test_accuracy_after_timing": net.accuracy(x_test, t_test)}
+
+
+def time_gemms(bench: Bench, data, repeats: int) -> float:
+    """The floor: only the matrix products one epoch of this network needs, nothing else."""
+    x = data[0]
+    rng = np.random.default_rng(0)
+    net = Network.from_specs(bench.layers, x.shape[1:], rng=rng, num_classes=10)
+    batch, steps = 100, bench.samples // 100
+    products = []  # (A, B) pairs with the operand layouts the layers use
+    first = True
+    for layer in net.layers:
+        W = layer.params.get("W")
+        if W is None:
+            continue
+        if W.ndim == 2:  # affine: forward x W, dW = x^T dout, dx = dout W^T
+            xa = rng.random((batch, W.shape[0]), dtype=np.float32)
+            dout = rng.random((batch, W.shape[1]), dtype=np.float32)
+            products += [(xa, W), (xa.T, dout)] + ([] if first else [(dout, W.T)])
+        else:  # conv via im2col: cols (N*OH*OW, C*KH*KW) times filters (C*KH*KW, F)
+            out_hw = layer.out_hw if hasattr(layer, "out_hw") else (24, 24)
+            rows = batch * out_hw[0] * out_hw[1]
+            k = int(np.prod(W.shape[1:]))
+            col = rng.random((rows, k), dtype=np.float32)
+            wmat = rng.random((k, W.shape[0]), dtype=np.float32)
+            dout = rng.random((rows, W.shape[0]), dtype=np.float32)
+            products += [(col, wmat), (col.T, dout)] + ([] if first else [(dout, wmat.T)])
+        first = False
+
+    def epoch() -> None:
+        for _ in range(steps):
+            for a, b in products:
+                a @ b
+
+    return median_time(epoch, repeats)[0]
+
+
+# --- PyTorch ---------------------------------------------------------------------------------
+
+
+def torch_model(bench: Bench, input_shape):
+    import torch.nn as nn
+
+    modules, shape = [], input_shape
+    for spec in bench.layers:
+        kind = spec["type"]
+        if kind == "flatten":
+            modules.append(nn.Flatten())
+            shape = (int(np.prod(shape)),)
+        elif kind == AFFINE:
+            modules.append(nn.Linear(int(np.prod(shape)), spec["units"]))
+            shape = (spec["units"],)
+        elif kind in ("relu", "sigmoid"):
+            modules.append(nn.ReLU() if kind == "relu" else nn.Sigmoid())
+        elif kind == "conv2d":
+            k, s, p = spec.get("kernel", 3), spec.get("stride", 1), spec.get("padding", 0)
+            modules.append(nn.Conv2d(shape[0], spec["filters"], k, s, p))
+            size = (shape[1] + 2 * p - k) // s + 1
+            shape = (spec["filters"], size, size)
+        elif kind == "max_pool2d":
+            size = spec.get("size", 2)
+            modules.append(nn.MaxPool2d(size, spec.get("stride") or size))
+            shape = (shape[0], shape[1] // size, shape[2] // size)
+        else:
+            raise ValueError(f"no PyTorch twin for layer {kind!r}")
+    return nn.Sequential(*modules)
+
+
+def time_torch(bench: Bench, data, repeats: int) -> dict | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    import torch.nn.functional as F
+
+    x, t, x_test, t_test = data
+    X, T = torch.from_numpy(x[: bench.samples]), torch.from_numpy(t[: bench.samples])
+    model = torch_model(bench, x.shape[1:])
+    kind, lr = bench.optimizer["type"], bench.optimizer.get("lr", 0.01)
+    opt = torch.optim.Adam(model.parameters(), lr=lr) if kind == "adam" else torch.optim.SGD(
+        model.parameters(), lr=lr)
+    n = X.shape[0]
+
+    def epoch() -> None:
+        perm = torch.randperm(n)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, n, 100):
+            idx = perm[start : start + 100]
+            xb, tb = X[idx], T[idx]
+            opt.zero_grad(set_to_none=True)
+            out = model(xb)
+            loss = F.cross_entropy(out, tb)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(idx)  # the same per-batch metrics bptrain keeps
+            correct += int((out.argmax(1) == tb).sum())
+
+    seconds, runs = median_time(epoch, repeats)
+    Xt = torch.from_numpy(x_test)
+
+    def evaluate() -> None:
+        with torch.no_grad():
+            for start in range(0, Xt.shape[0], 1000):
+                model(Xt[start : start + 1000]).argmax(1)
+
+    eval_seconds, _ = median_time(evaluate, repeats)
+    return {"seconds": seconds, "runs": runs, "version": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "eval_samples_per_second": Xt.shape[0] / eval_seconds}
+
+
+# --- loading and memory ----------------------------------------------------------------------
+
+
+def time_loading(repeats: int) -> float | None:
+    folder = fashion_dir()
+    if folder is None:
+        return None
+    from bptrain.data import load
+
+    return median_time(lambda: load("fashion-mnist", folder, offline=True, quiet=True), repeats)[0]
+
+
+PEAK_SCRIPT_TORCH = """
+import sys, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+sys.path.insert(0, {bench_dir!r})
+from common import mnist_shaped
+_, (x, t, xt, tt) = mnist_shaped()
+X, T = torch.from_numpy(x), torch.from_numpy(t)
+model = nn.Sequential(nn.Flatten(), nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 10))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+perm = torch.randperm(X.shape[0])
+for s in range(0, X.shape[0], 100):
+    idx = perm[s:s + 100]
+    opt.zero_grad(); F.cross_entropy(model(X[idx]), T[idx]).backward(); opt.step()
+with torch.no_grad():
+    model(torch.from_numpy(xt)).argmax(1)
+"""
+
+
+def peak_mib(command: list[str]) -> float:
+    """Peak resident memory (MiB) of a child process, from the kernel's rusage."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command} exited {proc.returncode}")
+    return usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def measure_memory(has_torch: bool) -> dict:
+    folder = fashion_dir()
+    with tempfile.TemporaryDirectory() as tmp:
+        if folder is not None:
+            args = ["--set", "data.dataset=fashion-mnist", "--data-dir", str(folder), "--offline"]
+        else:
+            from bptrain.data import FILE_NAMES  # noqa: F401  (random data needs IDX files)
+
+            args = _random_idx_args(Path(tmp))
+        command = [sys.executable, "-m", "bptrain", "-q", "train", "mlp", "--set",
+                   "train.epochs=1", "--out", str(Path(tmp) / "m.npz"), *args]
+        result = {"bptrain_mib": peak_mib(command)}
+    if has_torch:
+        script = PEAK_SCRIPT_TORCH.format(bench_dir=str(ROOT / "benchmarks"))
+        result["torch_mib"] = peak_mib([sys.executable, "-c", script])
+    return result
+
+
+def _random_idx_args(folder: Path) -> list[str]:
+    import gzip
+    import struct
+
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 60000), ("t10k", 10000)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
+            head = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+            (folder / f"{prefix}-{kind}-ubyte.gz").write_bytes(gzip.compress(head + arr.tobytes(), 1))
+    return ["--set", "data.dataset=idx", "--data-dir", str(folder), "--offline"]
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def table(rows: list[Bench], extra: dict) -> str:
+    lines = [
+        "| network | samples/epoch | bptrain s | PyTorch s | bptrain/PyTorch | target | "
+        "GEMM floor s | bptrain/floor |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for b in rows:
+        r = b.results
+        torch_s = r.get("torch", {}).get("seconds") if r.get("torch") else None
+        ratio = r["bptrain"]["seconds"] / torch_s if torch_s else None
+        ok = "" if ratio is None else (" ✓" if ratio <= b.target else " ✗")
+        lines.append(
+            f"| {b.name} | {b.samples:,} | {r['bptrain']['seconds']:.3f} | "
+            f"{_f(torch_s)} | {_f(ratio, 2)}{ok} | <= {b.target} | {r['gemm_seconds']:.3f} | "
+            f"{r['bptrain']['seconds'] / r['gemm_seconds']:.2f} |"
+        )
+    lines.append("")
+    lines.append("| measure | bptrain | PyTorch |")
+    lines.append("|---|---|---|")
+    for b in rows:
+        r = b.results
+        torch_eval = r["torch"]["eval_samples_per_second"] if r.get("torch") else None
+        lines.append(f"| eval samples/s, {b.name} | {r['bptrain']['eval_samples_per_second']:,.0f}"
+                     f" | {_f(torch_eval, 0, thousands=True)} |")
+    load = extra.get("load_seconds")
+    lines.append(f"| load the full dataset from the cache (s) | {_f(load)} | |")
+    mem = extra.get("memory", {})
+    lines.append(f"| peak memory, full-size mlp training run (MiB) | {_f(mem.get('bptrain_mib'), 0)}"
+                 f" | {_f(mem.get('torch_mib'), 0)} |")
+    return "\n".join(lines)
+
+
+def _f(value, digits: int = 3, thousands: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}" if thousands else f"{value:.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    parser.add_argument("--only", help="time only networks whose name contains this")
+    args = parser.parse_args()
+    source, data = mnist_shaped()
+    print(f"data: {source}", file=sys.stderr)
+    rows = [b for b in benches() if not args.only or args.only in b.name]
+    for b in rows:
+        b.results["bptrain"] = time_bptrain(b, data, args.repeats)
+        b.results["torch"] = time_torch(b, data, args.repeats)
+        b.results["gemm_seconds"] = time_gemms(b, data, args.repeats)
+        print(f"{b.name}: {b.results['bptrain']['seconds']:.3f} s, torch "
+              f"{_f((b.results['torch'] or {}).get('seconds'))} s", file=sys.stderr)
+    has_torch = rows[0].results["torch"] is not None if rows else False
+    extra = {"load_seconds": time_loading(args.repeats), "memory": measure_memory(has_torch)}
+    report = table(rows, extra)
+    print(report)
+    write_json("speed", {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"), "data": source, "machine": machine(),
+        "repeats": args.repeats, "networks": {b.name: b.results | {"target": b.target,
+                                                                     "samples": b.samples}
+                                              for b in rows}, **extra,
+    })
+    if not args.no_readme and not args.only and update_readme("speed", report):
+        print("README.md speed table updated", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    main()

@@ -1,0 +1,245 @@
+"""The downloader: mirrors in order, retries on 5xx/429, streamed into a verified temp file."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from tqdm import tqdm
+
+from .. import __version__
+from ..errors import ConfigError, DataError
+from .cache import fsync_dir
+from .env import ENV_MIRROR
+from .idx import CorruptFileError
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"bptrain/{__version__}"
+MAX_RETRY_AFTER = 10.0  # seconds; a server asking for more is treated like any failing mirror
+_CHUNK = 1 << 16
+
+T = TypeVar("T")
+
+
+class MirrorFailure(Exception):
+    """One mirror failed for one file; `reason` is a short phrase for the final report."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """How to talk to mirrors: (connect, read) timeouts, retries and backoff base, progress."""
+
+    timeout: tuple[float, float] = (10, 60)
+    retries: int = 2
+    backoff: float = 0.5
+    quiet: bool = False
+
+
+def make_session() -> requests.Session:
+    """A session with bptrain's headers; trust_env keeps proxies and certificates from the env."""
+    session = requests.Session()
+    # identity: the .gz bytes must arrive as stored, not re-encoded for transport.
+    session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+    return session
+
+
+def mirror_list(*groups: Iterable[str]) -> tuple[str, ...]:
+    """Mirrors in order, each ending in '/', duplicates dropped; ConfigError if not http(s)."""
+    seen: dict[str, None] = {}
+    for mirror in (m.strip() for group in groups for m in group):
+        parts = urlsplit(mirror)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"mirror {mirror!r} is not an http(s) URL",
+                hint="for files on disk use --data-dir FOLDER instead",
+            )
+        seen.setdefault(mirror if mirror.endswith("/") else mirror + "/", None)
+    return tuple(seen)
+
+
+def download_file(
+    name: str,
+    mirrors: tuple[str, ...],
+    folder: Path,
+    verify: Callable[[Path], T],
+    *,
+    session: requests.Session,
+    transfer: Transfer,
+    max_bytes: int,
+) -> tuple[T, str]:
+    """Fetch FOLDER/NAME.gz from the first mirror whose copy verifies; returns (verified, url)."""
+    failures = []
+    for mirror in mirrors:
+        url = mirror + f"{name}.gz"
+        final = folder / f"{name}.gz"
+        try:
+            return _download_one(url, final, verify, session, transfer, max_bytes), url
+        except MirrorFailure as exc:
+            log.warning("%s: %s; trying the next mirror", url, exc.reason)
+            failures.append(f"{url}: {exc.reason}")
+    raise DataError(
+        f"could not download {name}.gz: " + "; ".join(failures or ["no mirror is known"]),
+        hint=f"place {name}.gz (or the uncompressed {name}) in {folder} by hand, "
+        f"or add a working mirror with --mirror URL or {ENV_MIRROR}",
+    )
+
+
+def _download_one(
+    url: str,
+    final: Path,
+    verify: Callable[[Path], T],
+    session: requests.Session,
+    transfer: Transfer,
+    max_bytes: int,
+) -> T:
+    # A unique hidden name in the target folder: concurrent fetches never share a temp file
+    # and os.replace stays on one filesystem, so the final name only ever holds whole files.
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    try:
+        fd = _create(tmp)
+        with open(fd, "wb") as out:
+            _get(session, url, out, final.name, transfer, max_bytes)
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            verified = verify(tmp)
+        except CorruptFileError as exc:
+            raise MirrorFailure(exc.reason) from None
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+        return verified
+    finally:
+        # Also on KeyboardInterrupt: the temp file goes, the interrupt goes on.
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _create(tmp: Path) -> int:
+    try:
+        # 0o644 through the umask, as for any file the user creates (mkstemp would force 0o600).
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError as exc:
+        raise DataError(
+            f"cannot write to {tmp.parent}: {exc.strerror or exc}",
+            hint="choose a writable folder with --data-dir or BPTRAIN_DATA_DIR",
+        ) from None
+
+
+def _get(
+    session: requests.Session,
+    url: str,
+    out: BinaryIO,
+    label: str,
+    transfer: Transfer,
+    max_bytes: int,
+) -> None:
+    retry: _Retry | None = None
+    for attempt in range(transfer.retries + 1):
+        if retry is not None:
+            time.sleep(max(transfer.backoff * 2 ** (attempt - 1), retry.after))
+        log.info("downloading %s", url)
+        try:
+            retry = _attempt(session, url, out, label, transfer, max_bytes)
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise MirrorFailure(describe_error(exc)) from None
+        if retry is None:
+            return
+    assert retry is not None
+    raise MirrorFailure(f"{retry.status} after {transfer.retries + 1} tries")
+
+
+@dataclass(frozen=True)
+class _Retry:
+    status: str  # e.g. "HTTP 503 Service Unavailable"
+    after: float  # the server's Retry-After in seconds, 0 when absent
+
+
+def _attempt(
+    session: requests.Session,
+    url: str,
+    out: BinaryIO,
+    label: str,
+    transfer: Transfer,
+    max_bytes: int,
+) -> _Retry | None:
+    with session.get(url, stream=True, timeout=transfer.timeout) as resp:
+        status = f"HTTP {resp.status_code} {resp.reason or ''}".strip()
+        if resp.status_code == 429 or resp.status_code >= 500:
+            return _Retry(status, _retry_after(resp, status))
+        if resp.status_code != 200:
+            raise MirrorFailure(status)
+        _stream_body(resp, out, label, transfer.quiet, max_bytes)
+        return None
+
+
+def _retry_after(resp: requests.Response, status: str) -> float:
+    try:
+        after = max(float(resp.headers.get("Retry-After", "0")), 0.0)
+    except ValueError:
+        return 0.0  # an HTTP date: rare for these hosts, so fall back to our own backoff
+    if after > MAX_RETRY_AFTER:
+        raise MirrorFailure(f"{status}, asked to retry after {after:g} s")
+    return after
+
+
+def _stream_body(
+    resp: requests.Response, out: BinaryIO, label: str, quiet: bool, max_bytes: int
+) -> None:
+    length = _content_length(resp)
+    if length is not None and length > max_bytes:
+        raise MirrorFailure(f"body of {length} bytes is over the {max_bytes}-byte limit")
+    received = 0
+    # disable=None: tqdm stays silent when stderr is not a terminal.
+    bar = tqdm(
+        total=length, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
+        file=sys.stderr, disable=True if quiet else None, leave=False,
+    )  # fmt: skip
+    with bar:
+        # Raw bytes as sent: a server adding Content-Encoding: gzip must not get them decoded.
+        while chunk := resp.raw.read(_CHUNK, decode_content=False):
+            received += len(chunk)
+            if received > max_bytes:
+                raise MirrorFailure(f"body is over the {max_bytes}-byte limit")
+            out.write(chunk)
+            bar.update(len(chunk))
+    # urllib3 2 raises IncompleteRead itself; urllib3 1.26 (still allowed by requests) does not.
+    if length is not None and received != length:
+        raise MirrorFailure(f"short body: {received} of {length} bytes")
+
+
+def _content_length(resp: requests.Response) -> int | None:
+    try:
+        return int(resp.headers["Content-Length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short phrase for a network error (requests' own messages run to several lines)."""
+    if isinstance(exc, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)):
+        return "connection timed out"
+    if isinstance(exc, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError)):
+        return "read timed out"
+    text = str(exc)
+    if match := re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected", text):
+        return f"short body: connection closed after {match[1]} bytes, {match[2]} more expected"
+    if match := re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text):
+        return f"connection failed: {match[1].strip()}"
+    return f"{type(exc).__name__}: {text}"[:200]
