@@ -118,3 +118,23 @@ def test_evaluate_reports_a_confusion_matrix():
 
 def test_train_state_default_is_a_fresh_start():
     assert TrainState().epoch == 0 and TrainState().history == []
+
+
+def test_rows_train_on_a_subset_with_the_same_draws_as_a_copy():
+    x, t = blobs(300)
+    rows = np.arange(0, 300, 3)
+    seen = []
+    net_a, rng_a = make(11)
+    original = net_a.gradient
+
+    def spy(xb, tb):
+        seen.extend(map(tuple, xb[:, :2].tolist()))
+        return original(xb, tb)
+
+    net_a.gradient = spy
+    fit(net_a, SGD(lr=0.1), (x, t), rows=rows, epochs=2, batch_size=16, rng=rng_a)
+    assert set(seen) == set(map(tuple, x[rows, :2].tolist())) and len(seen) == 200
+    net_b, rng_b = make(11)
+    fit(net_b, SGD(lr=0.1), (x[rows], t[rows]), epochs=2, batch_size=16, rng=rng_b)
+    for name in net_a.params:
+        assert np.array_equal(net_a.params[name], net_b.params[name])

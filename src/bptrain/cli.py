@@ -337,7 +337,7 @@ def train(config: str | None, overrides: tuple[str, ...], data_dir: str | None,
         experiment.resume(ckpt, run)
         log(f"resuming {resume} at epoch {run.state.epoch + 1}, step {run.state.step + 1}")
     debug(repr(run.network))
-    log(f"training {loaded.name} on {dataset.name}: {run.train[0].shape[0]} train, "
+    log(f"training {loaded.name} on {dataset.name}: {len(run.train_rows)} train, "
         f"{run.val[0].shape[0]} validation, {run.test[0].shape[0]} test samples; "
         f"checkpoint {out_path}")
     _train(run, out_path, target_accuracy)
@@ -360,7 +360,8 @@ def _train(run: experiment.Run, out_path: Path, target_accuracy: float | None) -
             stop.set("stdout closed")
 
     with stop.on_sigint():
-        state = fit(run.network, run.optimizer, run.train, epochs=cfg.train.epochs,
+        state = fit(run.network, run.optimizer, run.all_train, rows=run.train_rows,
+                    epochs=cfg.train.epochs,
                     batch_size=cfg.train.batch_size, rng=run.rng, val=run.val,
                     schedule=run.schedule, state=run.state,
                     early_stopping=cfg.train.early_stopping, on_batch=progress,

@@ -51,13 +51,23 @@ class Run:
     seed: int
     rng: np.random.Generator
     dataset: Any
-    train: Arrays
+    train_rows: np.ndarray  # rows of dataset.x_train that are trained on
     val: Arrays
     test: Arrays
     network: Network
     optimizer: Optimizer
     schedule: Schedule | None
     state: TrainState
+
+    @property
+    def all_train(self) -> Arrays:
+        """The loaded training arrays (validation rows included; see train_rows)."""
+        return self.dataset.x_train, self.dataset.t_train
+
+    @property
+    def train(self) -> Arrays:
+        """A copy of the rows trained on (for evaluating on them)."""
+        return self.dataset.x_train[self.train_rows], self.dataset.t_train[self.train_rows]
 
     def meta(self, **extra: Any) -> dict[str, Any]:
         """Checkpoint metadata: enough to rebuild the model and its data from the file alone."""
@@ -78,23 +88,24 @@ def prepare(config: Config, seed: int, dataset: Any) -> Run:
     The order (validation split, then weights, then shuffling and dropout while training) is
     what makes a resumed or re-evaluated run see exactly the data and weights of the original.
     """
-    from .data import split_validation
+    from .data import split_indices
 
     rng = np.random.default_rng(seed)
     n = dataset.x_train.shape[0]
     if config.data.validation >= n:
         raise ConfigError(f"must be smaller than the training set ({n} samples), got "
                           f"{config.data.validation}", path="data.validation")
-    train, val = split_validation(dataset.x_train, dataset.t_train, config.data.validation, rng)
-    if config.data.limit_train is not None:
-        train = (train[0][: config.data.limit_train], train[1][: config.data.limit_train])
+    # Training reads its rows straight from the loaded array: no second copy of the images.
+    rows, val_rows = split_indices(n, config.data.validation, rng,
+                                   limit_train=config.data.limit_train)
+    val = (dataset.x_train[val_rows], dataset.t_train[val_rows])
     network = Network.from_specs(
         config.model.layers, dataset.x_train.shape[1:], config.model.loss, rng=rng,
         num_classes=dataset.num_classes,
     )
     optimizer = OPTIMIZERS.build(config.optimizer, "optimizer")
     schedule = SCHEDULES.build(config.train.schedule, "train.schedule") if config.train.schedule else None
-    return Run(config, seed, rng, dataset, train, val, (dataset.x_test, dataset.t_test), network,
+    return Run(config, seed, rng, dataset, rows, val, (dataset.x_test, dataset.t_test), network,
                optimizer, schedule, TrainState())
 
 
@@ -112,6 +123,6 @@ def resume(ckpt: checkpoint.Checkpoint, run: Run) -> None:
     check_same_data(run, ckpt)
     run.state = checkpoint.restore_training(ckpt, run.network, run.optimizer, run.rng)
     order = run.state.order
-    if order is not None and (order.ndim != 1 or order.shape[0] != run.train[0].shape[0]):
+    if order is not None and (order.ndim != 1 or order.shape[0] != len(run.train_rows)):
         raise CheckpointError(f"checkpoint {ckpt.path}: its sample order does not fit the "
                               "training set", hint="was it written for another config?")

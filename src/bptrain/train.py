@@ -118,15 +118,17 @@ def fit(
     on_batch: Callable[[TrainState, int, float], None] | None = None,
     on_epoch: Callable[[TrainState, dict[str, Any]], None] | None = None,
     stop_requested: Callable[[], bool] | None = None,
+    rows: np.ndarray | None = None,
 ) -> TrainState:
     """Mini-batch training: shuffle (step 1), backprop (2), update (3), repeat (4).
 
     Pass a `state` from an earlier call (or a checkpoint) to continue exactly where it stopped.
     `stop_requested` is polled between steps; when it returns True the state is returned with
-    `interrupted` set, at a clean step boundary.
+    `interrupted` set, at a clean step boundary. `rows` trains on those rows of `train` only,
+    which spares a copy of the training set when a validation split is held out of it.
     """
     x, t = train
-    n = x.shape[0]
+    n = x.shape[0] if rows is None else len(rows)
     if n == 0:
         raise ConfigError("the training set is empty", path="data")
     if batch_size < 1:
@@ -135,8 +137,8 @@ def fit(
     state = state if state is not None else TrainState()
     state.interrupted = False
     while state.epoch < epochs and not state.stopped_early:
-        if state.order is None:
-            state.order = rng.permutation(n)
+        if state.order is None:  # the same draws either way: permuting rows = rows[perm(n)]
+            state.order = rng.permutation(n) if rows is None else rng.permutation(rows)
         started = time.perf_counter()
         while state.step < steps:
             if stop_requested is not None and stop_requested():

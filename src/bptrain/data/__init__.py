@@ -11,7 +11,7 @@ from .download import USER_AGENT
 from .env import ENV_DATA_DIR, ENV_MIRROR, ENV_OFFLINE, env_mirrors, env_offline
 from .fetch import FetchResult, FileRecord, fetch
 from .idx import CorruptFileError
-from .loading import Dataset, load, split_validation
+from .loading import Dataset, load, split_indices, split_validation
 
 __all__ = [
     "DATASETS",
@@ -33,5 +33,6 @@ __all__ = [
     "get_info",
     "load",
     "resolve_data_dir",
+    "split_indices",
     "split_validation",
 ]

@@ -106,6 +106,30 @@ def _count_classes(info: DatasetInfo, files: dict[str, IdxFile]) -> int:
     return num_classes
 
 
+def split_indices(
+    n: int, count: int, rng: np.random.Generator, *, limit_train: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, validation) row indices: `count` random rows held out of `n`.
+
+    limit_train keeps a random subset of that many remaining training rows (drawn from the
+    same permutation, so it never overlaps the validation set). With count 0 and no limit,
+    every row trains and rng is not used.
+    """
+    count = operator.index(count)
+    if not 0 <= count < n:
+        raise ConfigError(
+            f"validation={count} is out of range for {n} training examples",
+            hint=f"use a count from 0 to {n - 1}",
+        )
+    if limit_train is not None and operator.index(limit_train) < 1:
+        raise ConfigError(f"limit_train={limit_train} must be at least 1")
+    keep = n - count if limit_train is None else min(limit_train, n - count)
+    if count == 0 and keep == n:
+        return np.arange(n), np.arange(0)
+    order = rng.permutation(n)
+    return np.sort(order[count : count + keep]), np.sort(order[:count])
+
+
 def split_validation(
     x: np.ndarray,
     t: np.ndarray,
@@ -116,24 +140,13 @@ def split_validation(
 ) -> tuple[Pair, Pair]:
     """Hold `count` random examples out as ((x_train, t_train), (x_val, t_val)).
 
-    limit_train keeps a random subset of that many remaining training examples (drawn from the
-    same permutation, so it never overlaps the validation set). Both subsets keep the original
-    order. With count 0 and no limit the arrays come back as they are and rng is not used.
+    The rows are those of split_indices(); both subsets keep the original order. With count 0
+    and no limit the arrays come back as they are and rng is not used.
     """
     n = len(x)
-    count = operator.index(count)
     if len(t) != n:
         raise DataError(f"{n} images but {len(t)} labels", hint="pass matching arrays")
-    if not 0 <= count < n:
-        raise ConfigError(
-            f"validation={count} is out of range for {n} training examples",
-            hint=f"use a count from 0 to {n - 1}",
-        )
-    if limit_train is not None and operator.index(limit_train) < 1:
-        raise ConfigError(f"limit_train={limit_train} must be at least 1")
-    keep = n - count if limit_train is None else min(limit_train, n - count)
-    if count == 0 and keep == n:
+    train, val = split_indices(n, count, rng, limit_train=limit_train)
+    if len(train) == n:
         return (x, t), (x[:0], t[:0])
-    order = rng.permutation(n)
-    val, train = np.sort(order[:count]), np.sort(order[count : count + keep])
     return (x[train], t[train]), (x[val], t[val])

@@ -1,0 +1,50 @@
+"""More activations: tanh and leaky ReLU."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ConfigError
+from .base import LAYERS, Layer
+
+
+@LAYERS.register("tanh")
+class Tanh(Layer):
+    """tanh(x); backward is dout * (1 - y^2), from the cached output."""
+
+    example: ClassVar[dict[str, Any]] = {"spec": {"type": "tanh"}, "input_shape": (7,)}
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        self.out = np.tanh(x)
+        return self.out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout * (1 - self.out * self.out)
+
+
+@LAYERS.register("leaky_relu")
+class LeakyRelu(Layer):
+    """x where x > 0, alpha * x elsewhere: negative inputs keep a small gradient."""
+
+    example: ClassVar[dict[str, Any]] = {
+        "spec": {"type": "leaky_relu", "alpha": 0.1},
+        "input_shape": (7,),
+    }
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        super().__init__()
+        if not 0 <= alpha < 1:
+            raise ConfigError(f"must be in [0, 1), got {alpha}", path="alpha")
+        self.alpha = float(alpha)
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        self.mask = x > 0
+        return np.where(self.mask, x, x * x.dtype.type(self.alpha))
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return np.where(self.mask, dout, dout * dout.dtype.type(self.alpha))
+
+    def __repr__(self) -> str:
+        return f"LeakyRelu(alpha={self.alpha})"

@@ -1,0 +1,215 @@
+"""BatchNorm and Dropout: closed forms, running statistics, masks from the network's generator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bptrain.errors import ConfigError
+from bptrain.gradcheck import check_layer, check_network
+from bptrain.layers import LAYERS, BatchNorm, Dropout, Flatten, Layer
+from bptrain.losses import SoftmaxWithLoss
+from bptrain.network import Network
+
+
+def built(
+    spec: dict[str, Any], shape: tuple[int, ...], dtype: type = np.float64, seed: int = 0
+) -> Layer:
+    """A layer from a registry spec, built for `shape` (no batch axis)."""
+    layer = LAYERS.build(spec)
+    layer.build(shape, np.random.default_rng(seed), np.dtype(dtype))
+    return layer
+
+
+def batch_norm_reference(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> tuple:
+    """(y, mean, biased var) with statistics per column of x moved to (rows, C)."""
+    rows = x if x.ndim == 2 else x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+    mean, var = rows.mean(axis=0), rows.var(axis=0)
+    shape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
+    y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    return y * gamma.reshape(shape) + beta.reshape(shape), mean, var
+
+
+# --- BatchNorm ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 4, 2)])
+def test_batch_norm_training_forward_and_running_stats(shape: tuple) -> None:
+    rng = np.random.default_rng(1)
+    bn = built({"type": "batch_norm", "momentum": 0.8, "eps": 1e-3}, shape)
+    bn.params["gamma"][...] = rng.standard_normal(shape[0])
+    bn.params["beta"][...] = rng.standard_normal(shape[0])
+    x = rng.standard_normal((6, *shape)) * 3 + 2
+    y, mean, var = batch_norm_reference(x, bn.params["gamma"], bn.params["beta"], 1e-3)
+    np.testing.assert_allclose(bn.forward(x, train=True), y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bn.buffers["running_mean"], 0.2 * mean, rtol=1e-12)
+    np.testing.assert_allclose(bn.buffers["running_var"], 0.8 + 0.2 * var, rtol=1e-12)
+
+
+def test_batch_norm_eval_uses_running_stats_only() -> None:
+    rng = np.random.default_rng(2)
+    bn = built({"type": "batch_norm"}, (2, 3, 3))
+    bn.buffers["running_mean"][...] = [1.0, -2.0]
+    bn.buffers["running_var"][...] = [4.0, 0.25]
+    bn.params["gamma"][...] = [2.0, 3.0]
+    bn.params["beta"][...] = [0.5, -0.5]
+    x = rng.standard_normal((4, 2, 3, 3))
+    mean = np.array([1.0, -2.0])[:, None, None]
+    std = np.sqrt(np.array([4.0, 0.25]) + 1e-5)[:, None, None]
+    expected = (x - mean) / std * np.array([2.0, 3.0])[:, None, None] + np.array([0.5, -0.5])[
+        :, None, None
+    ]
+    np.testing.assert_allclose(bn.forward(x, train=False), expected, rtol=1e-12)
+    # One sample alone gives the same answer: nothing depends on the batch.
+    np.testing.assert_allclose(bn.forward(x[1:2], train=False), expected[1:2], rtol=1e-12)
+    assert bn.buffers["running_mean"].tolist() == [1.0, -2.0]  # inference leaves them alone
+
+
+def test_batch_norm_eval_backward_is_the_affine_map() -> None:
+    rng = np.random.default_rng(3)
+    bn = built({"type": "batch_norm"}, (3,))
+    bn.buffers["running_var"][...] = [1.0, 4.0, 9.0]
+    bn.params["gamma"][...] = [1.0, 2.0, 3.0]
+    x, dout = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    xhat = bn.forward(x, train=False)
+    dx = bn.backward(dout)
+    np.testing.assert_allclose(
+        dx, dout * np.array([1, 2, 3]) / np.sqrt([1 + 1e-5, 4 + 1e-5, 9 + 1e-5])
+    )
+    np.testing.assert_allclose(bn.grads["beta"], dout.sum(axis=0))
+    np.testing.assert_allclose(bn.grads["gamma"], (dout * xhat / [1, 2, 3]).sum(axis=0))
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 2, 2)])
+def test_batch_norm_gradients_with_nontrivial_gamma_beta(shape: tuple) -> None:
+    # The example starts at gamma = 1, beta = 0, which would hide a missing gamma in dx.
+    rng = np.random.default_rng(4)
+    net = Network([BatchNorm(), Flatten()], SoftmaxWithLoss(), shape, dtype=np.float64)
+    net.params["0.gamma"][...] = rng.uniform(0.5, 2.0, shape[0])
+    net.params["0.beta"][...] = rng.standard_normal(shape[0])
+    x = rng.standard_normal((4, *shape)) * 2 + 1
+    report = check_network(net, x, rng.integers(0, int(np.prod(shape)), 4))
+    assert report.ok, report.to_record()
+
+
+@pytest.mark.parametrize("batch", [4, 7])
+def test_batch_norm_example_gradient_check(batch: int) -> None:
+    report = check_layer(BatchNorm.example["spec"], BatchNorm.example["input_shape"], batch=batch)
+    assert report.ok, report.to_record()
+    report = check_layer({"type": "batch_norm"}, (6,), batch=batch)
+    assert report.ok, report.to_record()
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 4, 2)])
+def test_batch_norm_float32_and_dout_untouched(shape: tuple) -> None:
+    rng = np.random.default_rng(5)
+    bn = built({"type": "batch_norm"}, shape, np.float32)
+    x = rng.standard_normal((8, *shape)).astype(np.float32)
+    dout = rng.standard_normal((8, *shape)).astype(np.float32)
+    kept = dout.copy()
+    out = bn.forward(x, train=True)
+    dx = bn.backward(dout)
+    np.testing.assert_array_equal(dout, kept)
+    arrays = [out, dx, *bn.params.values(), *bn.grads.values(), *bn.buffers.values()]
+    assert all(a.dtype == np.float32 for a in arrays)
+    assert bn.forward(x, train=False).dtype == np.float32
+
+
+def test_batch_norm_errors() -> None:
+    with pytest.raises(ConfigError, match=r"\(features,\) or \(channels, height, width\)"):
+        built({"type": "batch_norm"}, (3, 4))
+    for key, value in [("momentum", 1.0), ("momentum", -0.1), ("eps", 0.0)]:
+        with pytest.raises(ConfigError) as info:
+            LAYERS.build({"type": "batch_norm", key: value})
+        assert info.value.path == key
+
+
+def test_batch_norm_running_stats_are_network_buffers() -> None:
+    net = Network.from_specs([{"type": "batch_norm"}], (3,), loss="identity_with_mse")
+    assert set(net.buffers) == {"0.running_mean", "0.running_var"}
+    assert set(net.params) == {"0.gamma", "0.beta"}
+    before = net.buffers["0.running_mean"]
+    net.loss(np.full((4, 3), 5.0), np.zeros((4, 3)), train=True)
+    assert net.buffers["0.running_mean"] is before  # updated in place: checkpoints see it
+    np.testing.assert_allclose(before, 0.5, rtol=1e-6)
+
+
+# --- Dropout -----------------------------------------------------------------------------
+
+
+def test_dropout_eval_is_identity() -> None:
+    drop = built({"type": "dropout", "rate": 0.5}, (10,))
+    x = np.random.default_rng(6).standard_normal((3, 10))
+    np.testing.assert_array_equal(drop.forward(x), x)
+    dout = np.ones((3, 10))
+    dx = drop.backward(dout)
+    np.testing.assert_array_equal(dx, dout)
+    assert dx is not dout
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5, 0.8])
+def test_dropout_keeps_the_mean_and_scales_kept_units(rate: float) -> None:
+    drop = built({"type": "dropout", "rate": rate}, (200_000,), np.float32)
+    out = drop.forward(np.ones((1, 200_000), dtype=np.float32), train=True)
+    kept = out != 0
+    np.testing.assert_allclose(out[kept], 1 / (1 - rate), rtol=1e-6)
+    # The dropped fraction and the mean, each within 5 standard deviations.
+    sd_fraction = np.sqrt(rate * (1 - rate) / out.size)
+    assert abs((1 - kept.mean()) - rate) < 5 * sd_fraction
+    assert abs(out.mean() - 1) < 5 * sd_fraction / (1 - rate)
+
+
+def test_dropout_backward_uses_the_forward_mask() -> None:
+    drop = built({"type": "dropout", "rate": 0.25}, (50,), np.float32)
+    out = drop.forward(np.ones((4, 50), dtype=np.float32), train=True)
+    dout = np.full((4, 50), 2.0, dtype=np.float32)
+    dx = drop.backward(dout)
+    assert dx.dtype == np.float32
+    np.testing.assert_array_equal(dx, 2 * out)
+    assert (dout == 2).all()
+
+
+def test_dropout_masks_come_from_the_build_generator() -> None:
+    state = np.random.get_state()
+    x = np.ones((5, 40))
+    masks = [built({"type": "dropout"}, (40,), seed=s).forward(x, train=True) for s in (1, 1, 2)]
+    np.testing.assert_array_equal(masks[0], masks[1])
+    assert not np.array_equal(masks[0], masks[2])
+    assert np.random.get_state()[1].tolist() == state[1].tolist()  # global RNG untouched
+    # Successive batches draw fresh masks from the same stream.
+    drop = built({"type": "dropout"}, (40,), seed=1)
+    assert not np.array_equal(drop.forward(x, train=True), drop.forward(x, train=True))
+
+
+def test_dropout_in_a_network_follows_the_network_seed() -> None:
+    specs = [{"type": "dropout", "rate": 0.5}]
+    outs = [
+        Network.from_specs(specs, (30,), rng=np.random.default_rng(s)).predict(
+            np.ones((2, 30)), train=True
+        )
+        for s in (3, 3, 4)
+    ]
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], outs[2])
+
+
+def test_dropout_rate_zero_and_gradient_check() -> None:
+    drop = built({"type": "dropout", "rate": 0.0}, (4,))
+    x = np.arange(8.0).reshape(2, 4)
+    np.testing.assert_array_equal(drop.forward(x, train=True), x)
+    report = check_layer(Dropout.example["spec"], Dropout.example["input_shape"])
+    assert report.ok, report.to_record()
+
+
+@pytest.mark.parametrize("rate", [1.0, -0.1, 1.5])
+def test_dropout_rejects_bad_rates(rate: float) -> None:
+    with pytest.raises(ConfigError) as info:
+        LAYERS.build({"type": "dropout", "rate": rate})
+    assert info.value.path == "rate"
+
+
+def test_unbuilt_dropout_explains_itself() -> None:
+    with pytest.raises(RuntimeError, match="generator"):
+        Dropout().forward(np.ones((1, 2)), train=True)
