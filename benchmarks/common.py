@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: data (real Fashion-MNIST when beside the repo), timing, README tables."""
+"""Shared by the benchmarks: data (real Fashion-MNIST when present), timing, README tables."""
 
 from __future__ import annotations
 
@@ -21,8 +21,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 def fashion_dir() -> Path | None:
     """The real Fashion-MNIST copy, when there is one (BPTRAIN_BENCH_DATA overrides)."""
     folder = Path(os.environ.get("BPTRAIN_BENCH_DATA", SHARED_FASHION))
-    return folder if (folder / "train-images-idx3-ubyte.gz").is_file() or (
-        folder / "train-images-idx3-ubyte").is_file() else None
+    return (
+        folder
+        if (folder / "train-images-idx3-ubyte.gz").is_file()
+        or (folder / "train-images-idx3-ubyte").is_file()
+        else None
+    )
 
 
 def mnist_shaped(seed: int = 0) -> tuple[str, tuple[np.ndarray, ...]]:
@@ -39,7 +43,9 @@ def mnist_shaped(seed: int = 0) -> tuple[str, tuple[np.ndarray, ...]]:
     return "random MNIST-shaped data", (x[:60000], t[:60000], x[60000:], t[60000:])
 
 
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
+def median_time(
+    fn: Callable[[], object], repeats: int, warmup: int = 1
+) -> tuple[float, list[float]]:
     """Median wall time of `fn` over `repeats` runs after `warmup` untimed runs."""
     for _ in range(warmup):
         fn()
@@ -59,8 +65,11 @@ def machine() -> dict[str, object]:
         "numpy": numpy.__version__,
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
-        "blas_threads": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                                    "MKL_NUM_THREADS") if k in os.environ},
+        "blas_threads": {
+            k: os.environ[k]
+            for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+            if k in os.environ
+        },
     }
 
 

@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, fashion_dir, machine, median_time, mnist_shaped, update_readme, write_json
-
 from bptrain.config import load_config
 from bptrain.network import Network
 from bptrain.optimizers import OPTIMIZERS
 from bptrain.train import fit
+from common import ROOT, fashion_dir, machine, median_time, mnist_shaped, update_readme, write_json
 
 AFFINE = "affine"
 
@@ -55,9 +54,17 @@ def _preset(name: str) -> tuple[list[dict], dict]:
 def benches() -> list[Bench]:
     mlp_layers, mlp_opt = _preset("mlp")
     cnn_layers, cnn_opt = _preset("cnn")
-    sigmoid = [dict(spec, type="sigmoid") if spec["type"] == "relu" else spec for spec in mlp_layers]
-    deep = [{"type": "flatten"}, {"type": AFFINE, "units": 100}, {"type": "relu"},
-            {"type": AFFINE, "units": 100}, {"type": "relu"}, {"type": AFFINE, "units": 10}]
+    sigmoid = [
+        dict(spec, type="sigmoid") if spec["type"] == "relu" else spec for spec in mlp_layers
+    ]
+    deep = [
+        {"type": "flatten"},
+        {"type": AFFINE, "units": 100},
+        {"type": "relu"},
+        {"type": AFFINE, "units": 100},
+        {"type": "relu"},
+        {"type": AFFINE, "units": 10},
+    ]
     return [
         Bench("mlp preset: 784-50-10 ReLU", mlp_layers, mlp_opt, 60000, 0.67),
         Bench("784-50-10 sigmoid (the seed's)", sigmoid, mlp_opt, 60000, 0.67),
@@ -97,9 +104,12 @@ def time_bptrain(bench: Bench, data, repeats: int) -> dict:
 
     seconds, runs = median_time(epoch, repeats)
     eval_seconds, _ = median_time(lambda: net.evaluate(x_test, t_test, 1000), repeats)
-    return {"seconds": seconds, "runs": runs,
-            "eval_samples_per_second": x_test.shape[0] / eval_seconds,
-            "test_accuracy_after_timing": net.accuracy(x_test, t_test)}
+    return {
+        "seconds": seconds,
+        "runs": runs,
+        "eval_samples_per_second": x_test.shape[0] / eval_seconds,
+        "test_accuracy_after_timing": net.accuracy(x_test, t_test),
+    }
 
 
 def time_gemms(bench: Bench, data, repeats: int) -> float:
@@ -174,12 +184,15 @@ def time_torch(bench: Bench, data, repeats: int) -> dict | None:
         return None
     import torch.nn.functional as F
 
-    x, t, x_test, t_test = data
+    x, t, x_test, _t_test = data
     X, T = torch.from_numpy(x[: bench.samples]), torch.from_numpy(t[: bench.samples])
     model = torch_model(bench, x.shape[1:])
     kind, lr = bench.optimizer["type"], bench.optimizer.get("lr", 0.01)
-    opt = torch.optim.Adam(model.parameters(), lr=lr) if kind == "adam" else torch.optim.SGD(
-        model.parameters(), lr=lr)
+    opt = (
+        torch.optim.Adam(model.parameters(), lr=lr)
+        if kind == "adam"
+        else torch.optim.SGD(model.parameters(), lr=lr)
+    )
     n = X.shape[0]
 
     def epoch() -> None:
@@ -205,9 +218,13 @@ def time_torch(bench: Bench, data, repeats: int) -> dict | None:
                 model(Xt[start : start + 1000]).argmax(1)
 
     eval_seconds, _ = median_time(evaluate, repeats)
-    return {"seconds": seconds, "runs": runs, "version": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "eval_samples_per_second": Xt.shape[0] / eval_seconds}
+    return {
+        "seconds": seconds,
+        "runs": runs,
+        "version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "eval_samples_per_second": Xt.shape[0] / eval_seconds,
+    }
 
 
 # --- loading and memory ----------------------------------------------------------------------
@@ -258,8 +275,19 @@ def measure_memory(has_torch: bool) -> dict:
             from bptrain.data import FILE_NAMES  # noqa: F401  (random data needs IDX files)
 
             args = _random_idx_args(Path(tmp))
-        command = [sys.executable, "-m", "bptrain", "-q", "train", "mlp", "--set",
-                   "train.epochs=1", "--out", str(Path(tmp) / "m.npz"), *args]
+        command = [
+            sys.executable,
+            "-m",
+            "bptrain",
+            "-q",
+            "train",
+            "mlp",
+            "--set",
+            "train.epochs=1",
+            "--out",
+            str(Path(tmp) / "m.npz"),
+            *args,
+        ]
         result = {"bptrain_mib": peak_mib(command)}
     if has_torch:
         script = PEAK_SCRIPT_TORCH.format(bench_dir=str(ROOT / "benchmarks"))
@@ -276,8 +304,12 @@ def _random_idx_args(folder: Path) -> list[str]:
         images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, n).astype(np.uint8)
         for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
-            head = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-            (folder / f"{prefix}-{kind}-ubyte.gz").write_bytes(gzip.compress(head + arr.tobytes(), 1))
+            head = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(
+                f">{arr.ndim}I", *arr.shape
+            )
+            (folder / f"{prefix}-{kind}-ubyte.gz").write_bytes(
+                gzip.compress(head + arr.tobytes(), 1)
+            )
     return ["--set", "data.dataset=idx", "--data-dir", str(folder), "--offline"]
 
 
@@ -306,13 +338,17 @@ def table(rows: list[Bench], extra: dict) -> str:
     for b in rows:
         r = b.results
         torch_eval = r["torch"]["eval_samples_per_second"] if r.get("torch") else None
-        lines.append(f"| eval samples/s, {b.name} | {r['bptrain']['eval_samples_per_second']:,.0f}"
-                     f" | {_f(torch_eval, 0, thousands=True)} |")
+        lines.append(
+            f"| eval samples/s, {b.name} | {r['bptrain']['eval_samples_per_second']:,.0f}"
+            f" | {_f(torch_eval, 0, thousands=True)} |"
+        )
     load = extra.get("load_seconds")
     lines.append(f"| load the full dataset from the cache (s) | {_f(load)} | |")
     mem = extra.get("memory", {})
-    lines.append(f"| peak memory, full-size mlp training run (MiB) | {_f(mem.get('bptrain_mib'), 0)}"
-                 f" | {_f(mem.get('torch_mib'), 0)} |")
+    lines.append(
+        f"| peak memory, full-size mlp training run (MiB) | {_f(mem.get('bptrain_mib'), 0)}"
+        f" | {_f(mem.get('torch_mib'), 0)} |"
+    )
     return "\n".join(lines)
 
 
@@ -335,18 +371,28 @@ def main() -> None:
         b.results["bptrain"] = time_bptrain(b, data, args.repeats)
         b.results["torch"] = time_torch(b, data, args.repeats)
         b.results["gemm_seconds"] = time_gemms(b, data, args.repeats)
-        print(f"{b.name}: {b.results['bptrain']['seconds']:.3f} s, torch "
-              f"{_f((b.results['torch'] or {}).get('seconds'))} s", file=sys.stderr)
+        print(
+            f"{b.name}: {b.results['bptrain']['seconds']:.3f} s, torch "
+            f"{_f((b.results['torch'] or {}).get('seconds'))} s",
+            file=sys.stderr,
+        )
     has_torch = rows[0].results["torch"] is not None if rows else False
     extra = {"load_seconds": time_loading(args.repeats), "memory": measure_memory(has_torch)}
     report = table(rows, extra)
     print(report)
-    write_json("speed", {
-        "when": time.strftime("%Y-%m-%d %H:%M:%S"), "data": source, "machine": machine(),
-        "repeats": args.repeats, "networks": {b.name: b.results | {"target": b.target,
-                                                                     "samples": b.samples}
-                                              for b in rows}, **extra,
-    })
+    write_json(
+        "speed",
+        {
+            "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "data": source,
+            "machine": machine(),
+            "repeats": args.repeats,
+            "networks": {
+                b.name: b.results | {"target": b.target, "samples": b.samples} for b in rows
+            },
+            **extra,
+        },
+    )
     if not args.no_readme and not args.only and update_readme("speed", report):
         print("README.md speed table updated", file=sys.stderr)
 

@@ -55,5 +55,6 @@ def subprocess_env() -> dict:
 
 def spawn(*args, **kwargs) -> subprocess.Popen:
     """Start `python -m bptrain ARGS` as a real process."""
-    return subprocess.Popen([sys.executable, "-m", "bptrain", *map(str, args)],
-                            env=subprocess_env(), **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bptrain", *map(str, args)], env=subprocess_env(), **kwargs
+    )

@@ -12,7 +12,9 @@ SHARED_FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fash
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:
     """Write a uint8 array as an IDX file (magic 0x08 + ndim, big-endian dims, payload)."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
     payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
     if compress:
         path.with_name(path.name + ".gz").write_bytes(gzip.compress(payload, mtime=0))
@@ -20,8 +22,14 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:
         path.write_bytes(payload)
 
 
-def make_idx_dataset(folder: Path, n_train: int = 600, n_test: int = 200, classes: int = 10,
-                     seed: int = 0, size: int = 28) -> Path:
+def make_idx_dataset(
+    folder: Path,
+    n_train: int = 600,
+    n_test: int = 200,
+    classes: int = 10,
+    seed: int = 0,
+    size: int = 28,
+) -> Path:
     """Four IDX files of noisy class templates: easy to learn, hard to memorize by accident."""
     rng = np.random.default_rng(seed)
     templates = (rng.random((classes, size, size)) < 0.2) * 255.0  # sparse strokes, like digits

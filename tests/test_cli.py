@@ -13,10 +13,27 @@ from bptrain import checkpoint
 from bptrain.layers import LAYERS, Affine
 from cli_helpers import invoke, records, small_config, spawn, subprocess_env, write_config
 
-EPOCH_KEYS = {"event", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
-              "seconds", "samples_per_second"}
-SUMMARY_KEYS = {"event", "test_loss", "test_accuracy", "best_val_accuracy", "epochs", "seconds",
-                "seed", "checkpoint"}
+EPOCH_KEYS = {
+    "event",
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "seconds",
+    "samples_per_second",
+}
+SUMMARY_KEYS = {
+    "event",
+    "test_loss",
+    "test_accuracy",
+    "best_val_accuracy",
+    "epochs",
+    "seconds",
+    "seed",
+    "checkpoint",
+}
 
 
 @pytest.fixture
@@ -36,7 +53,9 @@ def assert_error(result, code, *needles):
 
 
 def without_timing(recs):
-    return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_second")} for r in recs]
+    return [
+        {k: v for k, v in r.items() if k not in ("seconds", "samples_per_second")} for r in recs
+    ]
 
 
 def test_train_streams_epochs_then_a_summary_and_eval_reproduces_it(tmp_path, config_file):
@@ -66,8 +85,10 @@ def test_train_streams_epochs_then_a_summary_and_eval_reproduces_it(tmp_path, co
 def test_same_config_and_seed_give_identical_metrics(tmp_path, config_file):
     a = records(invoke("train", config_file, "--out", tmp_path / "a.npz").stdout)
     b = records(invoke("train", config_file, "--out", tmp_path / "b.npz").stdout)
-    strip = lambda recs: [{k: v for k, v in r.items() if k != "checkpoint"}  # noqa: E731
-                          for r in without_timing(recs)]
+
+    def strip(recs):
+        return [{k: v for k, v in r.items() if k != "checkpoint"} for r in without_timing(recs)]
+
     assert strip(a) == strip(b)
     c = records(invoke("train", config_file, "--set", "seed=4", "--out", tmp_path / "c.npz").stdout)
     assert strip(c) != strip(a)
@@ -102,15 +123,23 @@ def test_resume_after_an_epoch_ends_exactly_like_an_uninterrupted_run(tmp_path, 
 
 
 def test_print_config_round_trips(tmp_path, config_file):
-    first = invoke("train", config_file, "--set", "train.epochs=7", "--set",
-                   "model.layers[1].units=20", "--print-config")
+    first = invoke(
+        "train",
+        config_file,
+        "--set",
+        "train.epochs=7",
+        "--set",
+        "model.layers[1].units=20",
+        "--print-config",
+    )
     assert first.exit_code == 0
     printed = yaml.safe_load(first.stdout)
     assert printed["train"]["epochs"] == 7 and printed["model"]["layers"][1]["units"] == 20
     second = invoke("train", "-", "--print-config", input=first.stdout)
     assert second.stdout == first.stdout
-    run = invoke("train", "-", "--set", "train.epochs=1", "--out", tmp_path / "x.npz",
-                 input=first.stdout)
+    run = invoke(
+        "train", "-", "--set", "train.epochs=1", "--out", tmp_path / "x.npz", input=first.stdout
+    )
     assert run.exit_code == 0 and records(run.stdout)[-1]["epochs"] == 1
 
 
@@ -240,8 +269,18 @@ def test_gradcheck_fails_with_exit_1_naming_a_wrong_layers_parameter(tmp_path, m
 
 def test_target_accuracy_gates_train_and_eval(tmp_path, config_file):
     out = tmp_path / "m.npz"
-    result = invoke("train", config_file, "--out", out, "--target-accuracy", "0.9",
-                    "--set", "optimizer.lr=1e-6", "--set", "train.epochs=1")
+    result = invoke(
+        "train",
+        config_file,
+        "--out",
+        out,
+        "--target-accuracy",
+        "0.9",
+        "--set",
+        "optimizer.lr=1e-6",
+        "--set",
+        "train.epochs=1",
+    )
     assert result.exit_code == 1
     assert records(result.stdout)[-1]["event"] == "summary"  # the result is still reported
     assert "below the target" in result.stderr
@@ -271,8 +310,16 @@ def test_version_and_help_document_exit_codes():
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path, config_file):
-    proc = spawn("train", config_file, "--set", "train.epochs=50", "--out", tmp_path / "p.npz",
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = spawn(
+        "train",
+        config_file,
+        "--set",
+        "train.epochs=50",
+        "--out",
+        tmp_path / "p.npz",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     first = proc.stdout.readline()
     proc.stdout.close()  # what `| head -n 1` does after its line
     _, stderr = proc.communicate(timeout=60)
@@ -284,10 +331,13 @@ def test_a_closed_pipe_ends_quietly(tmp_path, config_file):
 
 def test_shell_pipeline_into_head(tmp_path, config_file):
     out = tmp_path / "h.npz"
-    command = (f"{sys.executable} -m bptrain train {config_file} --set train.epochs=30 "
-               f"--out {out} | head -n 1")
-    done = subprocess.run(["bash", "-c", command], capture_output=True, env=subprocess_env(),
-                          timeout=60)
+    command = (
+        f"{sys.executable} -m bptrain train {config_file} --set train.epochs=30 "
+        f"--out {out} | head -n 1"
+    )
+    done = subprocess.run(
+        ["bash", "-c", command], capture_output=True, env=subprocess_env(), timeout=60
+    )
     assert done.returncode == 0
     assert done.stdout.decode().count("\n") == 1
     assert b"Traceback" not in done.stderr
@@ -295,8 +345,16 @@ def test_shell_pipeline_into_head(tmp_path, config_file):
 
 def test_ctrl_c_writes_a_checkpoint_that_resumes(tmp_path, config_file):
     out = tmp_path / "i.npz"
-    proc = spawn("train", config_file, "--set", "train.epochs=500", "--out", out,
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = spawn(
+        "train",
+        config_file,
+        "--set",
+        "train.epochs=500",
+        "--out",
+        out,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert b'"epoch"' in proc.stdout.readline()
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -304,8 +362,13 @@ def test_ctrl_c_writes_a_checkpoint_that_resumes(tmp_path, config_file):
     assert b"Traceback" not in stderr and b"--resume" in stderr
     ckpt = checkpoint.load(out)
     assert ckpt.meta["complete"] is False and ckpt.meta["train_state"]["epoch"] >= 1
-    resumed = invoke("train", "--resume", out, "--set", "train.epochs=" +
-                     str(ckpt.meta["train_state"]["epoch"] + 1))
+    resumed = invoke(
+        "train",
+        "--resume",
+        out,
+        "--set",
+        "train.epochs=" + str(ckpt.meta["train_state"]["epoch"] + 1),
+    )
     assert resumed.exit_code == 0, resumed.stderr
     summary = records(resumed.stdout)[-1]
     assert summary["event"] == "summary" and math.isfinite(summary["test_loss"])

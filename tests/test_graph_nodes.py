@@ -36,7 +36,11 @@ def test_apples_and_oranges_with_tax():
 
 def test_nodes_work_on_arrays_and_match_numerical_derivatives():
     rng = np.random.default_rng(0)
-    x, y, dout = rng.standard_normal((3, 4)), rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    x, y, dout = (
+        rng.standard_normal((3, 4)),
+        rng.standard_normal((3, 4)),
+        rng.standard_normal((3, 4)),
+    )
     mul, add = MulLayer(), AddLayer()
     np.testing.assert_allclose(mul.forward(x, y), x * y)
     dx, dy = mul.backward(dout)

@@ -1,4 +1,4 @@
-"""Every registered layer and loss: gradients, dtypes, no mutation; the seed's layers as reference."""
+"""Every registered layer and loss: gradients, dtypes, no mutation; the seed as reference."""
 
 import warnings
 
@@ -104,7 +104,9 @@ def test_sigmoid_is_stable_where_the_seeds_overflows():
     assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
     assert y[0, 0] == 0 and y[0, 2] == 0.5 and y[0, -1] == 1
     normal = np.linspace(-8, 8, 33).reshape(1, -1)
-    np.testing.assert_allclose(Sigmoid().forward(normal), seed.Sigmoid().forward(normal), rtol=1e-12)
+    np.testing.assert_allclose(
+        Sigmoid().forward(normal), seed.Sigmoid().forward(normal), rtol=1e-12
+    )
 
 
 def test_softmax_with_loss_is_stable_and_matches_the_seed():
@@ -174,8 +176,11 @@ def test_affine_and_flatten_shapes():
 
 def test_initializers_draw_the_documented_scale():
     rng = np.random.default_rng(0)
-    for init, std in (("he", np.sqrt(2 / 400)), ("xavier", np.sqrt(2 / 600)),
-                      ({"type": "normal", "std": 0.05}, 0.05)):
+    for init, std in (
+        ("he", np.sqrt(2 / 400)),
+        ("xavier", np.sqrt(2 / 600)),
+        ({"type": "normal", "std": 0.05}, 0.05),
+    ):
         layer = Affine(units=200, init=init)
         layer.build((400,), rng, np.float32)
         assert layer.params["W"].std() == pytest.approx(std, rel=0.02)

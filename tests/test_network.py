@@ -18,8 +18,9 @@ MLP = [
 
 
 def mlp(seed=0, dtype=np.float32):
-    return Network.from_specs(MLP, (1, 28, 28), rng=np.random.default_rng(seed), dtype=dtype,
-                              num_classes=10)
+    return Network.from_specs(
+        MLP, (1, 28, 28), rng=np.random.default_rng(seed), dtype=dtype, num_classes=10
+    )
 
 
 def test_shapes_are_inferred_layer_by_layer():
@@ -35,8 +36,11 @@ def test_a_bad_stack_fails_at_build_time_naming_the_layer():
         Network.from_specs(specs, (1, 28, 28), num_classes=10)
     assert info.value.path == "model.layers[1]" and "10 classes" in str(info.value)
     with pytest.raises(ConfigError) as info:
-        Network.from_specs([{"type": "affine", "units": 10}, {"type": "relu"}, {"type": "nope"}],
-                           (4,), num_classes=10)
+        Network.from_specs(
+            [{"type": "affine", "units": 10}, {"type": "relu"}, {"type": "nope"}],
+            (4,),
+            num_classes=10,
+        )
     assert info.value.path == "model.layers[2].type"
 
 
@@ -87,8 +91,15 @@ def test_a_network_overfits_twenty_samples():
     x = rng.random((20, 1, 28, 28), dtype=np.float32)
     t = rng.integers(0, 10, 20)
     net = Network.from_specs(
-        [{"type": "flatten"}, {"type": "affine", "units": 64}, {"type": "relu"},
-         {"type": "affine", "units": 10}], (1, 28, 28), rng=rng)
+        [
+            {"type": "flatten"},
+            {"type": "affine", "units": 64},
+            {"type": "relu"},
+            {"type": "affine", "units": 10},
+        ],
+        (1, 28, 28),
+        rng=rng,
+    )
     opt = SGD(lr=0.1)
     for _ in range(300):
         net.gradient(x, t)

@@ -20,15 +20,27 @@ def blobs(n, seed=0, classes=4, dim=20):
 
 def make(seed, classes=4, dim=20):
     rng = np.random.default_rng(seed)
-    specs = [{"type": "affine", "units": 32}, {"type": "relu"}, {"type": "affine", "units": classes}]
+    specs = [
+        {"type": "affine", "units": 32},
+        {"type": "relu"},
+        {"type": "affine", "units": classes},
+    ]
     return Network.from_specs(specs, (dim,), rng=rng), rng
 
 
 def run(seed, epochs=5, batch_size=32, **kwargs):
     net, rng = make(seed)
     opt = SGD(lr=0.1)
-    state = fit(net, opt, blobs(1000), epochs=epochs, batch_size=batch_size, rng=rng,
-                val=blobs(200, seed=1), **kwargs)
+    state = fit(
+        net,
+        opt,
+        blobs(1000),
+        epochs=epochs,
+        batch_size=batch_size,
+        rng=rng,
+        val=blobs(200, seed=1),
+        **kwargs,
+    )
     return net, state
 
 
@@ -44,8 +56,12 @@ def test_learns_a_learnable_problem():
 def test_same_seed_gives_identical_histories_and_parameters():
     net_a, a = run(seed=7)
     net_b, b = run(seed=7)
-    strip = lambda h: [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_second")}
-                       for r in h]  # noqa: E731
+
+    def strip(h):
+        return [
+            {k: v for k, v in r.items() if k not in ("seconds", "samples_per_second")} for r in h
+        ]
+
     assert strip(a.history) == strip(b.history)
     for name in net_a.params:
         assert np.array_equal(net_a.params[name], net_b.params[name])
@@ -77,11 +93,20 @@ def test_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one():
     net, rng = make(3)
     opt = SGD(lr=0.1)
     calls = iter(range(10**6))
-    state = fit(net, opt, blobs(1000), epochs=3, batch_size=32, rng=rng, val=blobs(200, seed=1),
-                stop_requested=lambda: next(calls) == 45)  # stops in epoch 2, mid-way
+    state = fit(
+        net,
+        opt,
+        blobs(1000),
+        epochs=3,
+        batch_size=32,
+        rng=rng,
+        val=blobs(200, seed=1),
+        stop_requested=lambda: next(calls) == 45,
+    )  # stops in epoch 2, mid-way
     assert state.interrupted and state.epoch == 1 and state.step == 13
-    state = fit(net, opt, blobs(1000), epochs=3, batch_size=32, rng=rng, val=blobs(200, seed=1),
-                state=state)
+    state = fit(
+        net, opt, blobs(1000), epochs=3, batch_size=32, rng=rng, val=blobs(200, seed=1), state=state
+    )
     assert not state.interrupted
     for name in net.params:
         assert np.array_equal(net.params[name], full_net.params[name])

@@ -43,10 +43,16 @@ class Checkpoint:
 
 def _state_meta(state: TrainState) -> dict[str, Any]:
     return {
-        "epoch": state.epoch, "step": state.step, "loss_sum": state.loss_sum,
-        "correct": state.correct, "seen": state.seen, "seconds": state.seconds,
-        "best_val_accuracy": state.best_val_accuracy, "best_epoch": state.best_epoch,
-        "stale_epochs": state.stale_epochs, "stopped_early": state.stopped_early,
+        "epoch": state.epoch,
+        "step": state.step,
+        "loss_sum": state.loss_sum,
+        "correct": state.correct,
+        "seen": state.seen,
+        "seconds": state.seconds,
+        "best_val_accuracy": state.best_val_accuracy,
+        "best_epoch": state.best_epoch,
+        "stale_epochs": state.stale_epochs,
+        "stopped_early": state.stopped_early,
     }
 
 
@@ -88,8 +94,10 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
-        raise CheckpointError(f"cannot write checkpoint {path}: {error.strerror or error}",
-                              hint="choose another --out path") from None
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {error.strerror or error}",
+            hint="choose another --out path",
+        ) from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -100,8 +108,10 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as error:
-        raise CheckpointError(f"cannot write checkpoint {path}: {error.strerror or error}",
-                              hint="check free space and permissions, or choose another --out") from None
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {error.strerror or error}",
+            hint="check free space and permissions, or choose another --out",
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -123,18 +133,23 @@ def load(path: str | Path) -> Checkpoint:
     """Read and sanity-check a checkpoint file (no pickle, known format and version)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist",
-                              hint="give the path printed in the training summary")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist",
+            hint="give the path printed in the training summary",
+        )
     try:
         # Opening the file ourselves closes it even when numpy gives up on a damaged archive.
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
             files = {name: npz[name] for name in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as error:
-        raise CheckpointError(f"checkpoint {path} is not a readable .npz file ({error})",
-                              hint="it may be truncated or not a bptrain checkpoint") from None
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable .npz file ({error})",
+            hint="it may be truncated or not a bptrain checkpoint",
+        ) from None
     if META_KEY not in files:
-        raise CheckpointError(f"checkpoint {path} has no {META_KEY} entry",
-                              hint="it was not written by bptrain")
+        raise CheckpointError(
+            f"checkpoint {path} has no {META_KEY} entry", hint="it was not written by bptrain"
+        )
     try:
         meta = json.loads(files.pop(META_KEY).tobytes().decode())
     except (ValueError, UnicodeDecodeError) as error:
@@ -156,20 +171,25 @@ def load(path: str | Path) -> Checkpoint:
     return Checkpoint(path, meta, arrays)
 
 
-def _copy_into(targets: dict[str, np.ndarray], stored: dict[str, np.ndarray], what: str,
-               path: Path) -> None:
+def _copy_into(
+    targets: dict[str, np.ndarray], stored: dict[str, np.ndarray], what: str, path: Path
+) -> None:
     """Copy stored arrays into the live ones after checking keys, shapes and dtypes strictly."""
     if set(stored) != set(targets):
         missing, extra = sorted(set(targets) - set(stored)), sorted(set(stored) - set(targets))
         raise CheckpointError(
             f"checkpoint {path}: {what} do not match the model (missing {missing or 'none'}, "
-            f"unexpected {extra or 'none'})", hint="was it written for another config?")
+            f"unexpected {extra or 'none'})",
+            hint="was it written for another config?",
+        )
     for key, target in targets.items():
         value = stored[key]
         if value.shape != target.shape or value.dtype != target.dtype:
             raise CheckpointError(
                 f"checkpoint {path}: {what} {key} is {value.dtype}{list(value.shape)}, the model "
-                f"needs {target.dtype}{list(target.shape)}", hint="was it written for another config?")
+                f"needs {target.dtype}{list(target.shape)}",
+                hint="was it written for another config?",
+            )
         if not np.all(np.isfinite(value)):
             raise CheckpointError(f"checkpoint {path}: {what} {key} holds non-finite values")
     for key, target in targets.items():
@@ -181,8 +201,10 @@ def restore_network(network: Network, ckpt: Checkpoint, weights: str = "last") -
     if weights == "best":
         best = ckpt.group("best")
         if not best:
-            raise CheckpointError(f"checkpoint {ckpt.path} holds no best-validation weights",
-                                  hint="train with data.validation > 0, or use --weights last")
+            raise CheckpointError(
+                f"checkpoint {ckpt.path} holds no best-validation weights",
+                hint="train with data.validation > 0, or use --weights last",
+            )
         params = {k: v for k, v in best.items() if k in network.params}
         buffers = {k: v for k, v in best.items() if k not in network.params}
     else:
@@ -201,21 +223,31 @@ def restore_training(
         expected = {k: v for k, v in optimizer.state_dict().items()}
         for key, value in optim.items():
             if key in expected and expected[key].shape != value.shape:
-                raise CheckpointError(f"checkpoint {ckpt.path}: optimizer state {key} has shape "
-                                      f"{value.shape}, expected {expected[key].shape}")
+                raise CheckpointError(
+                    f"checkpoint {ckpt.path}: optimizer state {key} has shape "
+                    f"{value.shape}, expected {expected[key].shape}"
+                )
         optimizer.load_state_dict(optim)
         rng.bit_generator.state = ckpt.meta["rng_state"]
         s = ckpt.meta["train_state"]
         state = TrainState(
-            epoch=int(s["epoch"]), step=int(s["step"]), loss_sum=float(s["loss_sum"]),
-            correct=int(s["correct"]), seen=int(s["seen"]), seconds=float(s["seconds"]),
-            history=list(ckpt.meta["history"]), best_val_accuracy=s["best_val_accuracy"],
-            best_epoch=s["best_epoch"], stale_epochs=int(s["stale_epochs"]),
+            epoch=int(s["epoch"]),
+            step=int(s["step"]),
+            loss_sum=float(s["loss_sum"]),
+            correct=int(s["correct"]),
+            seen=int(s["seen"]),
+            seconds=float(s["seconds"]),
+            history=list(ckpt.meta["history"]),
+            best_val_accuracy=s["best_val_accuracy"],
+            best_epoch=s["best_epoch"],
+            stale_epochs=int(s["stale_epochs"]),
             stopped_early=bool(s["stopped_early"]),
         )
     except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {ckpt.path}: training state is incomplete ({error})",
-                              hint="it cannot be resumed; start a new run") from None
+        raise CheckpointError(
+            f"checkpoint {ckpt.path}: training state is incomplete ({error})",
+            hint="it cannot be resumed; start a new run",
+        ) from None
     state.order = ckpt.group("state").get("order")
     best = ckpt.group("best")
     state.best_params = {k: v.copy() for k, v in best.items()} if best else None

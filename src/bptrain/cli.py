@@ -118,8 +118,13 @@ def error_line(error: BaseException) -> str:
 class BptrainGroup(click.Group):
     """A click group that turns every failure into one `Error:` line and a documented exit code."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, standalone_mode: bool = True,
-             **extra: Any) -> NoReturn:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> NoReturn:
         sys.exit(self._run(args, prog_name or "bptrain", extra))
 
     def _run(self, args: Any, prog_name: str, extra: dict[str, Any]) -> int:
@@ -128,7 +133,9 @@ class BptrainGroup(click.Group):
             return code if isinstance(code, int) else 0
         except click.UsageError as error:
             command = f"{error.ctx.command_path} " if error.ctx else f"{prog_name} "
-            click.echo(f"Error: {error.format_message()} (see '{command.strip()} --help')", err=True)
+            click.echo(
+                f"Error: {error.format_message()} (see '{command.strip()} --help')", err=True
+            )
             return 2
         except (KeyboardInterrupt, click.Abort):
             click.echo("Error: interrupted", err=True)
@@ -180,15 +187,23 @@ def main() -> None:
 
 config_argument = click.argument("config", required=False, metavar="[CONFIG]")
 set_option = click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Override a config key (YAML value), e.g. train.epochs=3 or 'model.layers[1].units=200'.",
 )
 data_dir_option = click.option(
-    "--data-dir", type=click.Path(file_okay=False), default=None,
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
     help="Folder with the dataset files (default: BPTRAIN_DATA_DIR, then ~/.cache/bptrain).",
 )
 mirror_option = click.option(
-    "--mirror", "mirrors", multiple=True, metavar="URL",
+    "--mirror",
+    "mirrors",
+    multiple=True,
+    metavar="URL",
     help="Extra download mirror, tried first (repeatable; also BPTRAIN_MIRROR).",
 )
 offline_option = click.option(
@@ -254,9 +269,15 @@ class Progress:
         if self.epoch != state.epoch:
             self.close()
             self.epoch, self.started, self.seen0 = state.epoch, time.perf_counter(), state.seen
-            self.bar = self.tqdm(total=steps, initial=state.step - 1, unit="batch", leave=False,
-                                 desc=f"epoch {state.epoch + 1}/{self.epochs}", file=sys.stderr,
-                                 dynamic_ncols=True)
+            self.bar = self.tqdm(
+                total=steps,
+                initial=state.step - 1,
+                unit="batch",
+                leave=False,
+                desc=f"epoch {state.epoch + 1}/{self.epochs}",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
         self.bar.update(1)
         if state.step % 20 == 0:
             rate = (state.seen - self.seen0) / max(time.perf_counter() - self.started, 1e-9)
@@ -280,9 +301,11 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
     val = ""
     if record["val_accuracy"] is not None:
         val = f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.2%}"
-    return (f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}  "
-            f"acc {record['train_accuracy']:.2%}{val}  {record['seconds']:.1f}s  "
-            f"{record['samples_per_second'] or 0:,.0f} samples/s")
+    return (
+        f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}  "
+        f"acc {record['train_accuracy']:.2%}{val}  {record['seconds']:.1f}s  "
+        f"{record['samples_per_second'] or 0:,.0f} samples/s"
+    )
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -291,17 +314,38 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
 @data_dir_option
 @mirror_option
 @offline_option
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint path (default runs/<config>-<time>.npz; with --resume, that file).")
-@click.option("--resume", type=click.Path(dir_okay=False), default=None,
-              help="Continue a run from its checkpoint (its config; --set may change train.*).")
-@click.option("--print-config", is_flag=True,
-              help="Print the merged, validated config as YAML and exit.")
-@click.option("--target-accuracy", type=click.FloatRange(0, 1), default=None,
-              help="Exit 1 when the test accuracy ends below this fraction.")
-def train(config: str | None, overrides: tuple[str, ...], data_dir: str | None,
-          mirrors: tuple[str, ...], offline: bool, out: str | None, resume: str | None,
-          print_config: bool, target_accuracy: float | None) -> None:
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Checkpoint path (default runs/<config>-<time>.npz; with --resume, that file).",
+)
+@click.option(
+    "--resume",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Continue a run from its checkpoint (its config; --set may change train.*).",
+)
+@click.option(
+    "--print-config", is_flag=True, help="Print the merged, validated config as YAML and exit."
+)
+@click.option(
+    "--target-accuracy",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Exit 1 when the test accuracy ends below this fraction.",
+)
+def train(
+    config: str | None,
+    overrides: tuple[str, ...],
+    data_dir: str | None,
+    mirrors: tuple[str, ...],
+    offline: bool,
+    out: str | None,
+    resume: str | None,
+    print_config: bool,
+    target_accuracy: float | None,
+) -> None:
     """Train a model from CONFIG: a YAML file, '-' for stdin, or a preset name.
 
     Without CONFIG the default preset runs (mlp: the seed's two-layer network on MNIST).
@@ -310,8 +354,10 @@ def train(config: str | None, overrides: tuple[str, ...], data_dir: str | None,
     ckpt = None
     if resume is not None:
         if config is not None:
-            raise click.UsageError("give either CONFIG or --resume (a resumed run uses the "
-                                   "config stored in its checkpoint; change it with --set)")
+            raise click.UsageError(
+                "give either CONFIG or --resume (a resumed run uses the "
+                "config stored in its checkpoint; change it with --set)"
+            )
         ckpt = checkpoint.load(resume)
         loaded = load_config(resume, overrides, raw=ckpt.meta.get("config", {}))
         seed = int(ckpt.meta["seed"])
@@ -320,15 +366,19 @@ def train(config: str | None, overrides: tuple[str, ...], data_dir: str | None,
         seed = loaded.config.seed if loaded.config.seed is not None else experiment.draw_seed()
     cfg = loaded.config
     if print_config:
-        text = cfg.to_yaml() if cfg.seed is not None else cfg.to_yaml().replace(
-            "seed: null", f"seed: {seed}", 1)
+        text = (
+            cfg.to_yaml()
+            if cfg.seed is not None
+            else cfg.to_yaml().replace("seed: null", f"seed: {seed}", 1)
+        )
         click.echo(text, nl=False)
         return
     if cfg.seed is None:
         log(f"no seed in the config; drew seed {seed} (recorded in the checkpoint and summary)")
     out_path = Path(out) if out else (Path(resume) if resume else _default_out(loaded.name))
-    dataset = experiment.load_dataset(cfg, data_dir=data_dir, mirrors=mirrors,
-                                      offline=offline or None, quiet=OPTIONS.quiet)
+    dataset = experiment.load_dataset(
+        cfg, data_dir=data_dir, mirrors=mirrors, offline=offline or None, quiet=OPTIONS.quiet
+    )
     try:
         run = experiment.prepare(cfg, seed, dataset)
     except ConfigError as error:
@@ -337,9 +387,11 @@ def train(config: str | None, overrides: tuple[str, ...], data_dir: str | None,
         experiment.resume(ckpt, run)
         log(f"resuming {resume} at epoch {run.state.epoch + 1}, step {run.state.step + 1}")
     debug(repr(run.network))
-    log(f"training {loaded.name} on {dataset.name}: {len(run.train_rows)} train, "
+    log(
+        f"training {loaded.name} on {dataset.name}: {len(run.train_rows)} train, "
         f"{run.val[0].shape[0]} validation, {run.test[0].shape[0]} test samples; "
-        f"checkpoint {out_path}")
+        f"checkpoint {out_path}"
+    )
     _train(run, out_path, target_accuracy)
 
 
@@ -351,8 +403,14 @@ def _train(run: experiment.Run, out_path: Path, target_accuracy: float | None) -
     def on_epoch(state: TrainState, record: dict[str, Any]) -> None:
         if progress is not None:
             progress.close()
-        checkpoint.save(out_path, run.network, run.optimizer, state, run.rng,
-                        run.meta(metrics=record, complete=False))
+        checkpoint.save(
+            out_path,
+            run.network,
+            run.optimizer,
+            state,
+            run.rng,
+            run.meta(metrics=record, complete=False),
+        )
         log(_epoch_line(record, cfg.train.epochs))
         try:
             emit({"event": "epoch", **record})
@@ -360,31 +418,51 @@ def _train(run: experiment.Run, out_path: Path, target_accuracy: float | None) -
             stop.set("stdout closed")
 
     with stop.on_sigint():
-        state = fit(run.network, run.optimizer, run.all_train, rows=run.train_rows,
-                    epochs=cfg.train.epochs,
-                    batch_size=cfg.train.batch_size, rng=run.rng, val=run.val,
-                    schedule=run.schedule, state=run.state,
-                    early_stopping=cfg.train.early_stopping, on_batch=progress,
-                    on_epoch=on_epoch, stop_requested=stop)
+        state = fit(
+            run.network,
+            run.optimizer,
+            run.all_train,
+            rows=run.train_rows,
+            epochs=cfg.train.epochs,
+            batch_size=cfg.train.batch_size,
+            rng=run.rng,
+            val=run.val,
+            schedule=run.schedule,
+            state=run.state,
+            early_stopping=cfg.train.early_stopping,
+            on_batch=progress,
+            on_epoch=on_epoch,
+            stop_requested=stop,
+        )
     if progress is not None:
         progress.close()
     if state.interrupted or stop():
-        checkpoint.save(out_path, run.network, run.optimizer, state, run.rng,
-                        run.meta(metrics=state.history[-1] if state.history else {},
-                                 complete=False))
+        checkpoint.save(
+            out_path,
+            run.network,
+            run.optimizer,
+            state,
+            run.rng,
+            run.meta(metrics=state.history[-1] if state.history else {}, complete=False),
+        )
         if stop.reason == "stdout closed":
             raise StdoutClosed
         raise Interrupted(
             f"interrupted at epoch {state.epoch + 1}, step {state.step}; checkpoint saved to "
-            f"{out_path}", hint=f"continue with: bptrain train --resume {out_path}")
+            f"{out_path}",
+            hint=f"continue with: bptrain train --resume {out_path}",
+        )
     if state.stopped_early:
-        log(f"early stopping after epoch {state.epoch}: no validation gain for "
-            f"{cfg.train.early_stopping} epochs (best: epoch {state.best_epoch})")
+        log(
+            f"early stopping after epoch {state.epoch}: no validation gain for "
+            f"{cfg.train.early_stopping} epochs (best: epoch {state.best_epoch})"
+        )
     _finish(run, state, out_path, target_accuracy)
 
 
-def _finish(run: experiment.Run, state: TrainState, out_path: Path,
-            target_accuracy: float | None) -> None:
+def _finish(
+    run: experiment.Run, state: TrainState, out_path: Path, target_accuracy: float | None
+) -> None:
     """Test the final (or best-validation) weights, save the final checkpoint, print the summary."""
     cfg = run.config
     use_best = cfg.train.restore_best and state.best_params is not None
@@ -405,9 +483,14 @@ def _finish(run: experiment.Run, state: TrainState, out_path: Path,
         "seed": run.seed,
         "checkpoint": str(out_path),
     }
-    checkpoint.save(out_path, run.network, run.optimizer, state, run.rng,
-                    run.meta(metrics=summary, weights="best" if use_best else "last",
-                             complete=True))
+    checkpoint.save(
+        out_path,
+        run.network,
+        run.optimizer,
+        state,
+        run.rng,
+        run.meta(metrics=summary, weights="best" if use_best else "last", complete=True),
+    )
     log(f"test accuracy {result.accuracy:.2%} (loss {result.loss:.4f}); checkpoint {out_path}")
     emit(summary)
     _check_target(result.accuracy, target_accuracy, "test")
@@ -424,18 +507,38 @@ def _check_target(accuracy: float, target: float | None, split: str) -> None:
 
 @cli.command(name="eval", epilog=EXIT_CODES)
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(dir_okay=False))
-@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test",
-              show_default=True, help="Which data to evaluate on.")
-@click.option("--weights", type=click.Choice(["auto", "last", "best"]), default="auto",
-              show_default=True,
-              help="last or best-validation weights; auto = the ones the training summary used.")
+@click.option(
+    "--split",
+    type=click.Choice(["test", "validation", "train"]),
+    default="test",
+    show_default=True,
+    help="Which data to evaluate on.",
+)
+@click.option(
+    "--weights",
+    type=click.Choice(["auto", "last", "best"]),
+    default="auto",
+    show_default=True,
+    help="last or best-validation weights; auto = the ones the training summary used.",
+)
 @data_dir_option
 @mirror_option
 @offline_option
-@click.option("--target-accuracy", type=click.FloatRange(0, 1), default=None,
-              help="Exit 1 when the accuracy is below this fraction.")
-def eval_command(checkpoint_path: str, split: str, weights: str, data_dir: str | None,
-                 mirrors: tuple[str, ...], offline: bool, target_accuracy: float | None) -> None:
+@click.option(
+    "--target-accuracy",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Exit 1 when the accuracy is below this fraction.",
+)
+def eval_command(
+    checkpoint_path: str,
+    split: str,
+    weights: str,
+    data_dir: str | None,
+    mirrors: tuple[str, ...],
+    offline: bool,
+    target_accuracy: float | None,
+) -> None:
     """Evaluate a checkpoint; the model is rebuilt from the checkpoint alone."""
     ckpt = checkpoint.load(checkpoint_path)
     try:
@@ -443,9 +546,15 @@ def eval_command(checkpoint_path: str, split: str, weights: str, data_dir: str |
         seed = int(ckpt.meta["seed"])
     except (KeyError, TypeError, ValueError, ConfigError) as error:
         raise checkpoint.CheckpointError(
-            f"checkpoint {checkpoint_path}: its stored config is unusable ({error})") from None
-    dataset = experiment.load_dataset(loaded.config, data_dir=data_dir, mirrors=mirrors,
-                                      offline=offline or None, quiet=OPTIONS.quiet)
+            f"checkpoint {checkpoint_path}: its stored config is unusable ({error})"
+        ) from None
+    dataset = experiment.load_dataset(
+        loaded.config,
+        data_dir=data_dir,
+        mirrors=mirrors,
+        offline=offline or None,
+        quiet=OPTIONS.quiet,
+    )
     run = experiment.prepare(loaded.config, seed, dataset)
     stored = ckpt.meta.get("data", {}).get("checksums", {})
     if stored and stored != dict(dataset.checksums):
@@ -454,16 +563,25 @@ def eval_command(checkpoint_path: str, split: str, weights: str, data_dir: str |
     checkpoint.restore_network(run.network, ckpt, chosen)
     x, t = {"test": run.test, "validation": run.val, "train": run.train}[split]
     if x.shape[0] == 0:
-        raise ConfigError(f"the {split} split is empty (data.validation is 0)",
-                          hint="evaluate another --split")
-    result: EvalResult = evaluate(run.network, x, t, dataset.num_classes,
-                                  loaded.config.train.eval_batch_size)
-    emit({
-        "event": "eval", "split": split, "n": result.n, "loss": result.loss,
-        "accuracy": result.accuracy, "per_class_accuracy": result.per_class_accuracy,
-        "confusion_matrix": result.confusion.tolist(), "checkpoint": checkpoint_path,
-        "weights": chosen,
-    })
+        raise ConfigError(
+            f"the {split} split is empty (data.validation is 0)", hint="evaluate another --split"
+        )
+    result: EvalResult = evaluate(
+        run.network, x, t, dataset.num_classes, loaded.config.train.eval_batch_size
+    )
+    emit(
+        {
+            "event": "eval",
+            "split": split,
+            "n": result.n,
+            "loss": result.loss,
+            "accuracy": result.accuracy,
+            "per_class_accuracy": result.per_class_accuracy,
+            "confusion_matrix": result.confusion.tolist(),
+            "checkpoint": checkpoint_path,
+            "weights": chosen,
+        }
+    )
     _check_target(result.accuracy, target_accuracy, split)
 
 
@@ -474,14 +592,30 @@ def eval_command(checkpoint_path: str, split: str, weights: str, data_dir: str |
 @cli.command(epilog=EXIT_CODES)
 @config_argument
 @set_option
-@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-6,
-              show_default=True, help="Largest relative error that passes.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Samples in the checked batch (BatchNorm needs a few).")
-@click.option("--coords", type=click.IntRange(min=1), default=30, show_default=True,
-              help="Entries checked per parameter.")
-def gradcheck_command(config: str | None, overrides: tuple[str, ...], tolerance: float,
-                      batch_size: int, coords: int) -> None:
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-6,
+    show_default=True,
+    help="Largest relative error that passes.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Samples in the checked batch (BatchNorm needs a few).",
+)
+@click.option(
+    "--coords",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Entries checked per parameter.",
+)
+def gradcheck_command(
+    config: str | None, overrides: tuple[str, ...], tolerance: float, batch_size: int, coords: int
+) -> None:
     """Check backprop against numerical gradients for CONFIG's network, in float64.
 
     Every parameter and the input gradient are compared with central differences on a small
@@ -493,8 +627,14 @@ def gradcheck_command(config: str | None, overrides: tuple[str, ...], tolerance:
     input_shape, classes = _data_shape(cfg, loaded)
     rng = np.random.default_rng(cfg.seed if cfg.seed is not None else 0)
     try:
-        network = Network.from_specs(cfg.model.layers, input_shape, cfg.model.loss, rng=rng,
-                                     dtype=np.float64, num_classes=classes)
+        network = Network.from_specs(
+            cfg.model.layers,
+            input_shape,
+            cfg.model.loss,
+            rng=rng,
+            dtype=np.float64,
+            num_classes=classes,
+        )
     except ConfigError as error:
         raise _located(loaded, error) from None
     x = rng.random((batch_size, *input_shape))
@@ -502,8 +642,10 @@ def gradcheck_command(config: str | None, overrides: tuple[str, ...], tolerance:
     report = gradcheck.check_network(network, x, t, tolerance=tolerance, coords=coords, rng=rng)
     emit(report.to_record())
     for p in report.parameters:
-        debug(f"{p.name:>8} {p.max_relative_error:.2e} at {p.worst_index} "
-              f"({p.checked} checked, {p.skipped_kinks} skipped near kinks)")
+        debug(
+            f"{p.name:>8} {p.max_relative_error:.2e} at {p.worst_index} "
+            f"({p.checked} checked, {p.skipped_kinks} skipped near kinks)"
+        )
     if not report.ok:
         worst = report.worst
         assert worst is not None
@@ -512,7 +654,9 @@ def gradcheck_command(config: str | None, overrides: tuple[str, ...], tolerance:
         raise CheckFailed(
             f"gradient check failed: {worst.name} of {where} has relative error "
             f"{worst.max_relative_error:.3g} > tolerance {tolerance:g} at index "
-            f"{list(worst.worst_index)}", hint="its backward disagrees with its forward")
+            f"{list(worst.worst_index)}",
+            hint="its backward disagrees with its forward",
+        )
     log(f"gradient check passed: max relative error {report.max_relative_error:.3g}")
 
 
@@ -532,8 +676,12 @@ def _data_shape(cfg: Any, loaded: LoadedConfig) -> tuple[tuple[int, ...], int]:
 
 
 @cli.command(epilog=EXIT_CODES)
-@click.option("--dataset", default="mnist", show_default=True,
-              help="mnist, fashion-mnist, or idx (a folder of IDX files given by --data-dir).")
+@click.option(
+    "--dataset",
+    default="mnist",
+    show_default=True,
+    help="mnist, fashion-mnist, or idx (a folder of IDX files given by --data-dir).",
+)
 @data_dir_option
 @mirror_option
 @offline_option
@@ -541,8 +689,9 @@ def download(dataset: str, data_dir: str | None, mirrors: tuple[str, ...], offli
     """Fetch and verify a dataset; prints its folder and each file's SHA-256 and source."""
     from . import data
 
-    result = data.fetch(dataset, data_dir, mirrors=mirrors, offline=offline or None,
-                        quiet=OPTIONS.quiet)
+    result = data.fetch(
+        dataset, data_dir, mirrors=mirrors, offline=offline or None, quiet=OPTIONS.quiet
+    )
     emit(result.to_record())
     log(f"{result.dataset}: four files verified in {result.folder}")
 

@@ -52,8 +52,9 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[str, int]]:
     return data, lines
 
 
-def _construct(loader: _Loader, node: yaml.Node, path: str, lines: dict[str, int],
-               source: str) -> Any:
+def _construct(
+    loader: _Loader, node: yaml.Node, path: str, lines: dict[str, int], source: str
+) -> Any:
     """Build plain data from a node tree, recording the line of every key and item."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
@@ -167,11 +168,17 @@ def _check_section(cls: type, raw: Any, path: str) -> list[ConfigError]:
         where = f"{path}.{key}" if path else str(key)
         if key not in hints:
             guess = did_you_mean(str(key), names)
-            errors.append(ConfigError(
-                f"unknown key (accepted: {', '.join(names)})", path=where,
-                hint=f"did you mean '{guess}'?" if guess else None))
+            errors.append(
+                ConfigError(
+                    f"unknown key (accepted: {', '.join(names)})",
+                    path=where,
+                    hint=f"did you mean '{guess}'?" if guess else None,
+                )
+            )
         elif not type_matches(value, hints[key]):
-            errors.append(ConfigError(f"expected {describe(hints[key])}, got {value!r}", path=where))
+            errors.append(
+                ConfigError(f"expected {describe(hints[key])}, got {value!r}", path=where)
+            )
         elif (path, key) in _RULES and not _RULES[path, key][0](value):
             errors.append(ConfigError(f"{_RULES[path, key][1]}, got {value!r}", path=where))
     return errors
@@ -213,17 +220,18 @@ def _check_parts(raw: Mapping[str, Any]) -> list[ConfigError]:
     if isinstance(train, Mapping) and train.get("schedule") is not None:
         errors += _check_spec(SCHEDULES, train["schedule"], "train.schedule")
     data = raw.get("data", {})
-    if isinstance(data, Mapping) and isinstance(data.get("dataset"), str):
-        if data["dataset"] not in DATASETS:
-            errors.append(unknown_name_error("dataset", data["dataset"], DATASETS, "data.dataset"))
+    dataset = data.get("dataset") if isinstance(data, Mapping) else None
+    if isinstance(dataset, str) and dataset not in DATASETS:
+        errors.append(unknown_name_error("dataset", dataset, DATASETS, "data.dataset"))
     return errors
 
 
 def validate(raw: Any) -> list[ConfigError]:
     """Every problem of a raw config at once."""
     if not isinstance(raw, Mapping):
-        return [ConfigError("a config must be a mapping with keys seed, data, model, optimizer, "
-                            "train")]
+        return [
+            ConfigError("a config must be a mapping with keys seed, data, model, optimizer, train")
+        ]
     errors = _check_section(Config, {k: v for k, v in raw.items() if k not in SECTIONS}, "")
     for name, cls in SECTIONS.items():
         if name in raw:
@@ -309,7 +317,9 @@ def read_source(name: str | None, stdin_text: typing.Callable[[], str]) -> tuple
     guess = did_you_mean(name, presets)
     raise ConfigError(
         f"config {name!r} is neither a file nor a preset; presets: {', '.join(presets)}",
-        hint=f"did you mean '{guess}'?" if guess else "give a YAML path, '-' for stdin, or a preset",
+        hint=f"did you mean '{guess}'?"
+        if guess
+        else "give a YAML path, '-' for stdin, or a preset",
     )
 
 
@@ -321,8 +331,10 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not _SET_KEY.match(key):
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE such as train.epochs=3 or "
-                          "'model.layers[1].units=200'")
+        raise ConfigError(
+            f"--set {text!r}: expected KEY=VALUE such as train.epochs=3 or "
+            "'model.layers[1].units=200'"
+        )
     parts: list[str | int] = [
         int(p[1:-1]) if p.startswith("[") else p for p in re.findall(r"[^.\[\]]+|\[\d+\]", key)
     ]

@@ -40,7 +40,11 @@ class ConfigError(BptrainError):
         """Return this error with `prefix` put in front of its path."""
         if not prefix:
             return self
-        path = f"{prefix}{'' if self.path.startswith('[') else '.'}{self.path}" if self.path else prefix
+        path = (
+            f"{prefix}{'' if self.path.startswith('[') else '.'}{self.path}"
+            if self.path
+            else prefix
+        )
         return ConfigError(self.message, path=path, hint=self.hint)
 
     def __str__(self) -> str:

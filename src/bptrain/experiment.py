@@ -93,20 +93,39 @@ def prepare(config: Config, seed: int, dataset: Any) -> Run:
     rng = np.random.default_rng(seed)
     n = dataset.x_train.shape[0]
     if config.data.validation >= n:
-        raise ConfigError(f"must be smaller than the training set ({n} samples), got "
-                          f"{config.data.validation}", path="data.validation")
+        raise ConfigError(
+            f"must be smaller than the training set ({n} samples), got {config.data.validation}",
+            path="data.validation",
+        )
     # Training reads its rows straight from the loaded array: no second copy of the images.
-    rows, val_rows = split_indices(n, config.data.validation, rng,
-                                   limit_train=config.data.limit_train)
+    rows, val_rows = split_indices(
+        n, config.data.validation, rng, limit_train=config.data.limit_train
+    )
     val = (dataset.x_train[val_rows], dataset.t_train[val_rows])
     network = Network.from_specs(
-        config.model.layers, dataset.x_train.shape[1:], config.model.loss, rng=rng,
+        config.model.layers,
+        dataset.x_train.shape[1:],
+        config.model.loss,
+        rng=rng,
         num_classes=dataset.num_classes,
     )
     optimizer = OPTIMIZERS.build(config.optimizer, "optimizer")
-    schedule = SCHEDULES.build(config.train.schedule, "train.schedule") if config.train.schedule else None
-    return Run(config, seed, rng, dataset, rows, val, (dataset.x_test, dataset.t_test), network,
-               optimizer, schedule, TrainState())
+    schedule = (
+        SCHEDULES.build(config.train.schedule, "train.schedule") if config.train.schedule else None
+    )
+    return Run(
+        config,
+        seed,
+        rng,
+        dataset,
+        rows,
+        val,
+        (dataset.x_test, dataset.t_test),
+        network,
+        optimizer,
+        schedule,
+        TrainState(),
+    )
 
 
 def check_same_data(run: Run, ckpt: checkpoint.Checkpoint) -> None:
@@ -115,7 +134,9 @@ def check_same_data(run: Run, ckpt: checkpoint.Checkpoint) -> None:
     if stored and stored != dict(run.dataset.checksums):
         raise CheckpointError(
             f"checkpoint {ckpt.path} was trained on other {run.dataset.name} files than the ones "
-            f"in {run.dataset.folder}", hint="point --data-dir at the original files")
+            f"in {run.dataset.folder}",
+            hint="point --data-dir at the original files",
+        )
 
 
 def resume(ckpt: checkpoint.Checkpoint, run: Run) -> None:
@@ -124,5 +145,7 @@ def resume(ckpt: checkpoint.Checkpoint, run: Run) -> None:
     run.state = checkpoint.restore_training(ckpt, run.network, run.optimizer, run.rng)
     order = run.state.order
     if order is not None and (order.ndim != 1 or order.shape[0] != len(run.train_rows)):
-        raise CheckpointError(f"checkpoint {ckpt.path}: its sample order does not fit the "
-                              "training set", hint="was it written for another config?")
+        raise CheckpointError(
+            f"checkpoint {ckpt.path}: its sample order does not fit the training set",
+            hint="was it written for another config?",
+        )

@@ -6,7 +6,7 @@ import numpy as np
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Stable logistic function: exp only ever sees non-positive arguments, so it never overflows."""
+    """Stable logistic function: exp only sees non-positive arguments, so it never overflows."""
     e = np.exp(-np.abs(x))
     # x >= 0: 1 / (1 + e^-x);  x < 0: e^x / (1 + e^x).  Both with e = e^-|x| <= 1.
     return np.where(x >= 0, 1, e) / (1 + e)

@@ -22,7 +22,9 @@ def relative_error(a: np.ndarray, n: np.ndarray, tiny: float = TINY) -> np.ndarr
     return np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), tiny)
 
 
-def central_difference(f: Callable[[], float], array: np.ndarray, index: tuple, eps: float) -> float:
+def central_difference(
+    f: Callable[[], float], array: np.ndarray, index: tuple, eps: float
+) -> float:
     """d f / d array[index] by a central difference (changes the entry and restores it)."""
     old = array[index]
     array[index] = old + eps
@@ -97,8 +99,13 @@ class GradcheckReport:
 
 
 def _check_array(
-    name: str, array: np.ndarray, analytic: np.ndarray, f: Callable[[], float],
-    coords: int, rng: np.random.Generator, eps: float,
+    name: str,
+    array: np.ndarray,
+    analytic: np.ndarray,
+    f: Callable[[], float],
+    coords: int,
+    rng: np.random.Generator,
+    eps: float,
 ) -> ParamCheck:
     """Compare `analytic` with numerical derivatives at up to `coords` smooth entries."""
     candidates = rng.permutation(array.size)[: 3 * coords]
@@ -184,13 +191,19 @@ def check_layer(
     probe = Network([layer], _ProjectionLoss(np.empty(0)), input_shape, rng=rng, dtype=np.float64)
     probe.loss_layer = _ProjectionLoss(rng.standard_normal((batch, *probe.output_shape)))
     x = rng.standard_normal((batch, *input_shape))
-    return check_network(probe, x, np.zeros(batch, dtype=np.int64), tolerance=tolerance,
-                         coords=coords, rng=rng)
+    return check_network(
+        probe, x, np.zeros(batch, dtype=np.int64), tolerance=tolerance, coords=coords, rng=rng
+    )
 
 
 def check_loss(
-    loss: Loss | Mapping[str, Any], classes: int, *, batch: int = 4, seed: int = 0,
-    tolerance: float = 1e-6, coords: int = 30,
+    loss: Loss | Mapping[str, Any],
+    classes: int,
+    *,
+    batch: int = 4,
+    seed: int = 0,
+    tolerance: float = 1e-6,
+    coords: int = 30,
 ) -> GradcheckReport:
     """Gradient-check a loss layer's input gradient on random scores and labels."""
     rng = np.random.default_rng(seed)

@@ -19,7 +19,11 @@ class Initializer:
         raise NotImplementedError
 
     def __call__(
-        self, shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator,
+        self,
+        shape: tuple[int, ...],
+        fan_in: int,
+        fan_out: int,
+        rng: np.random.Generator,
         dtype: np.dtype = np.float32,
     ) -> np.ndarray:
         w = rng.standard_normal(shape, dtype=np.float64) * self.std(fan_in, fan_out)

@@ -31,7 +31,7 @@ class SoftmaxWithLoss(Loss):
     seed's (y - t) / N without ever dividing by a probability.
     """
 
-    example = {"spec": {"type": "softmax_with_loss"}, "input_shape": (5,)}
+    example: ClassVar[dict[str, Any]] = {"spec": {"type": "softmax_with_loss"}, "input_shape": (5,)}
 
     def forward(self, x: np.ndarray, t: np.ndarray) -> np.floating:
         n = x.shape[0]
@@ -67,7 +67,7 @@ class IdentityWithMSE(Loss):
     Integer labels are one-hot encoded, so the pair also works as a classifier loss.
     """
 
-    example = {"spec": {"type": "identity_with_mse"}, "input_shape": (5,)}
+    example: ClassVar[dict[str, Any]] = {"spec": {"type": "identity_with_mse"}, "input_shape": (5,)}
 
     def forward(self, x: np.ndarray, t: np.ndarray) -> np.floating:
         t = np.asarray(t)

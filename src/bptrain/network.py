@@ -95,7 +95,9 @@ class Network:
     def layer_name(self, i: int) -> str:
         """The registry name of layer `i` (its class name when it has none)."""
         layer = self.layers[i]
-        return getattr(layer, "type_name", None) or getattr(layer, "registry_name", type(layer).__name__)
+        return getattr(layer, "type_name", None) or getattr(
+            layer, "registry_name", type(layer).__name__
+        )
 
     def _named(self, attr: str) -> dict[str, np.ndarray]:
         return {

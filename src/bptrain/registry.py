@@ -22,12 +22,16 @@ def did_you_mean(word: str, choices: typing.Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def unknown_name_error(kind: str, name: object, choices: typing.Iterable[str], path: str) -> ConfigError:
+def unknown_name_error(
+    kind: str, name: object, choices: typing.Iterable[str], path: str
+) -> ConfigError:
     """A ConfigError for an unknown name that lists the choices and the closest match."""
     choices = sorted(choices)
     guess = did_you_mean(str(name), choices)
     hint = f"did you mean '{guess}'?" if guess else None
-    return ConfigError(f"unknown {kind} {name!r}; choices: {', '.join(choices)}", path=path, hint=hint)
+    return ConfigError(
+        f"unknown {kind} {name!r}; choices: {', '.join(choices)}", path=path, hint=hint
+    )
 
 
 def type_matches(value: object, annotation: Any) -> bool:
@@ -178,7 +182,9 @@ class Registry:
         for key, (_, default) in params.items():
             if default is inspect.Parameter.empty and key not in spec:
                 errors.append(
-                    ConfigError(f"missing required key for {self.kind} '{spec['type']}'", path=f"{at}{key}")
+                    ConfigError(
+                        f"missing required key for {self.kind} '{spec['type']}'", path=f"{at}{key}"
+                    )
                 )
         return errors
 

@@ -1,4 +1,4 @@
-"""The seed's four learning steps as a library loop: fit() and evaluate() return data, never print."""
+"""The seed's four learning steps as a library loop: fit() and evaluate() return data."""
 
 from __future__ import annotations
 
@@ -77,8 +77,9 @@ def _grads_finite(network: Network) -> bool:
     return all(np.isfinite(g.sum()) for g in network.grads.values())
 
 
-def _diverged(network: Network, xb: np.ndarray, tb: np.ndarray, state: TrainState,
-              optimizer: Optimizer) -> DivergedError:
+def _diverged(
+    network: Network, xb: np.ndarray, tb: np.ndarray, state: TrainState, optimizer: Optimizer
+) -> DivergedError:
     where = network.find_nonfinite(xb, tb)
     return DivergedError(
         f"training diverged at epoch {state.epoch + 1}, step {state.step + 1}: "
@@ -178,8 +179,14 @@ def _finish_epoch(
     state.epoch += 1
     if val_accuracy is not None:
         if state.best_val_accuracy is None or val_accuracy > state.best_val_accuracy:
-            state.best_val_accuracy, state.best_epoch, state.stale_epochs = val_accuracy, state.epoch, 0
-            state.best_params = {k: v.copy() for k, v in {**network.params, **network.buffers}.items()}
+            state.best_val_accuracy, state.best_epoch, state.stale_epochs = (
+                val_accuracy,
+                state.epoch,
+                0,
+            )
+            state.best_params = {
+                k: v.copy() for k, v in {**network.params, **network.buffers}.items()
+            }
         else:
             state.stale_epochs += 1
             if early_stopping is not None and state.stale_epochs >= early_stopping:

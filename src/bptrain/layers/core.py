@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from .base import LAYERS, Layer, Shape
 class Relu(Layer):
     """max(0, x); backward lets the gradient through where x > 0 (a new array, never in place)."""
 
-    example = {"spec": {"type": "relu"}, "input_shape": (7,)}
+    example: ClassVar[dict[str, Any]] = {"spec": {"type": "relu"}, "input_shape": (7,)}
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         self.mask = x > 0
@@ -31,7 +32,7 @@ class Relu(Layer):
 class Sigmoid(Layer):
     """1 / (1 + exp(-x)), stable for any input; backward is dout * y * (1 - y)."""
 
-    example = {"spec": {"type": "sigmoid"}, "input_shape": (7,)}
+    example: ClassVar[dict[str, Any]] = {"spec": {"type": "sigmoid"}, "input_shape": (7,)}
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         self.out = F.sigmoid(x)
@@ -45,7 +46,7 @@ class Sigmoid(Layer):
 class Flatten(Layer):
     """(N, ...) -> (N, prod(...)); backward restores the input's shape."""
 
-    example = {"spec": {"type": "flatten"}, "input_shape": (2, 3, 2)}
+    example: ClassVar[dict[str, Any]] = {"spec": {"type": "flatten"}, "input_shape": (2, 3, 2)}
 
     def build(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> Shape:
         return (math.prod(input_shape),)
@@ -66,7 +67,10 @@ class Affine(Layer):
     init: he}`, which draws W when the network is built and knows the input size.
     """
 
-    example = {"spec": {"type": "affine", "units": 4, "init": "xavier"}, "input_shape": (2, 3)}
+    example: ClassVar[dict[str, Any]] = {
+        "spec": {"type": "affine", "units": 4, "init": "xavier"},
+        "input_shape": (2, 3),
+    }
 
     def __init__(
         self,
