@@ -163,3 +163,36 @@ def test_rows_train_on_a_subset_with_the_same_draws_as_a_copy():
     fit(net_b, SGD(lr=0.1), (x[rows], t[rows]), epochs=2, batch_size=16, rng=rng_b)
     for name in net_a.params:
         assert np.array_equal(net_a.params[name], net_b.params[name])
+
+
+def test_a_non_finite_gradient_is_caught_and_named():
+    net, rng = make(0)
+    original = net.layers[2].backward
+
+    def poisoned(dout):
+        dx = original(dout)
+        net.layers[2].grads["W"][0, 0] = np.inf  # one bad gradient entry in the last layer
+        return dx
+
+    net.layers[2].backward = poisoned
+    with pytest.raises(DivergedError) as info:
+        fit(net, SGD(lr=0.1), blobs(100), epochs=2, batch_size=10, rng=rng)
+    assert "2.W of layer 2 (affine)" in str(info.value)
+    assert "epoch 1, step 2" in str(info.value)  # the bad update was step 1
+
+
+def test_a_non_finite_last_update_of_an_epoch_is_caught():
+    net, rng = make(0)
+    original = net.layers[2].backward
+    calls = []
+
+    def poisoned(dout):
+        dx = original(dout)
+        calls.append(1)
+        if len(calls) == 10:  # the tenth and last step of the first epoch
+            net.layers[2].grads["b"][1] = np.nan
+        return dx
+
+    net.layers[2].backward = poisoned
+    with pytest.raises(DivergedError, match=r"epoch 1, step 10: the last update made 2\.b"):
+        fit(net, SGD(lr=0.1), blobs(100), epochs=2, batch_size=10, rng=rng)

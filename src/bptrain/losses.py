@@ -36,24 +36,30 @@ class SoftmaxWithLoss(Loss):
     def forward(self, x: np.ndarray, t: np.ndarray) -> np.floating:
         n = x.shape[0]
         shifted = x - x.max(axis=1, keepdims=True)  # (N, C); the max shift prevents overflow
-        exp = np.exp(shifted)
-        sums = exp.sum(axis=1, keepdims=True)
-        self.y = exp / sums
         self.t = np.asarray(t)
-        log_sums = np.log(sums[:, 0])
         if self.t.ndim == 1:
-            picked = shifted[np.arange(n), self.t]
-            loss = np.sum(log_sums - picked) / n
+            self.rows = np.arange(n)
+            picked = shifted[self.rows, self.t].sum()  # read before exp overwrites `shifted`
+        else:
+            picked = np.vdot(self.t, shifted)
+        # In place: this runs once per training step, and every pass over the scores counts.
+        exp = np.exp(shifted, out=shifted)
+        sums = exp.sum(axis=1)
+        self.y = exp
+        self.y /= sums[:, None]
+        log_sums = np.log(sums)
+        if self.t.ndim == 1:
+            loss = (log_sums.sum() - picked) / n
         else:
             t_sum = self.t.sum(axis=1)  # 1 for one-hot rows; soft labels need not sum to 1
-            loss = (np.dot(t_sum, log_sums) - np.vdot(self.t, shifted)) / n
+            loss = (np.dot(t_sum, log_sums) - picked) / n
         return x.dtype.type(loss)
 
     def backward(self, dout: float = 1) -> np.ndarray:
         n = self.y.shape[0]
         if self.t.ndim == 1:
             dx = self.y.copy()
-            dx[np.arange(n), self.t] -= 1
+            dx[self.rows, self.t] -= 1
         else:
             dx = self.y - self.t.astype(self.y.dtype, copy=False)
         dx *= self.y.dtype.type(dout / n)

@@ -72,15 +72,30 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / batch_size)
 
 
-def _grads_finite(network: Network) -> bool:
-    # One reduction per array: a NaN or inf anywhere makes its sum non-finite.
-    return all(np.isfinite(g.sum()) for g in network.grads.values())
+def _nonfinite_parameter(network: Network) -> str | None:
+    """The first parameter or buffer holding a NaN or infinity, named with its layer."""
+    for name, value in {**network.params, **network.buffers}.items():
+        if not math.isfinite(value.sum()):  # one reduction per array: NaN/inf poison the sum
+            index = int(name.split(".")[0])
+            return f"{name} of layer {index} ({network.layer_name(index)})"
+    return None
 
 
 def _diverged(
     network: Network, xb: np.ndarray, tb: np.ndarray, state: TrainState, optimizer: Optimizer
 ) -> DivergedError:
-    where = network.find_nonfinite(xb, tb)
+    """Name where the first non-finite value came from.
+
+    Gradients are not scanned every step: a non-finite gradient (or an update that overflows)
+    makes its parameter non-finite, and any non-finite weight makes the next loss non-finite
+    (NaN and infinity survive every layer). So a non-finite loss is checked first against the
+    parameters, then the batch is replayed layer by layer.
+    """
+    parameter = _nonfinite_parameter(network)
+    if parameter is not None:
+        where = f"{parameter}, made non-finite by the previous update (its gradient or the step)"
+    else:
+        where = network.find_nonfinite(xb, tb)
     return DivergedError(
         f"training diverged at epoch {state.epoch + 1}, step {state.step + 1}: "
         f"a non-finite value first appeared in {where}",
@@ -92,14 +107,16 @@ def _diverged(
 def train_step(
     network: Network, optimizer: Optimizer, xb: np.ndarray, tb: np.ndarray, state: TrainState
 ) -> tuple[float, int]:
-    """Steps 2 and 3 of the seed on one mini-batch: gradients by backprop, then the update."""
-    # Overflow is not worth a warning here: non-finite values are caught just below, and an
-    # update that overflows shows up as a non-finite loss on the next step.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        loss, scores = network.gradient(xb, tb)
-        if not (math.isfinite(loss) and _grads_finite(network)):
-            raise _diverged(network, xb, tb, state, optimizer)
-        optimizer.update(network.params, network.grads)
+    """Steps 2 and 3 of the seed on one mini-batch: gradients by backprop, then the update.
+
+    Non-finite values are caught here, so callers may silence NumPy's overflow warnings (fit
+    does). A non-finite gradient poisons its parameter, which poisons the next loss, so the
+    loss is all that needs checking per step (fit checks the parameters after each epoch).
+    """
+    loss, scores = network.gradient(xb, tb)
+    if not math.isfinite(loss):
+        raise _diverged(network, xb, tb, state, optimizer)
+    optimizer.update(network.params, network.grads)
     correct = int(np.count_nonzero(scores.argmax(axis=1) == labels_of(tb)))
     return loss, correct
 
@@ -141,22 +158,24 @@ def fit(
         if state.order is None:  # the same draws either way: permuting rows = rows[perm(n)]
             state.order = rng.permutation(n) if rows is None else rng.permutation(rows)
         started = time.perf_counter()
-        while state.step < steps:
-            if stop_requested is not None and stop_requested():
-                state.seconds += time.perf_counter() - started
-                state.interrupted = True
-                return state
-            if schedule is not None:
-                progress = state.epoch + state.step / steps
-                optimizer.lr = optimizer.base_lr * schedule.factor(progress, epochs)
-            idx = state.order[state.step * batch_size : (state.step + 1) * batch_size]
-            loss, correct = train_step(network, optimizer, x[idx], t[idx], state)
-            state.step += 1
-            state.loss_sum += loss * len(idx)
-            state.correct += correct
-            state.seen += len(idx)
-            if on_batch is not None:
-                on_batch(state, steps, loss)
+        # One errstate per epoch, not per step: train_step catches non-finite values itself.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            while state.step < steps:
+                if stop_requested is not None and stop_requested():
+                    state.seconds += time.perf_counter() - started
+                    state.interrupted = True
+                    return state
+                if schedule is not None:
+                    progress = state.epoch + state.step / steps
+                    optimizer.lr = optimizer.base_lr * schedule.factor(progress, epochs)
+                idx = state.order[state.step * batch_size : (state.step + 1) * batch_size]
+                loss, correct = train_step(network, optimizer, x[idx], t[idx], state)
+                state.step += 1
+                state.loss_sum += loss * len(idx)
+                state.correct += correct
+                state.seen += len(idx)
+                if on_batch is not None:
+                    on_batch(state, steps, loss)
         state.seconds += time.perf_counter() - started
         record = _finish_epoch(network, optimizer, state, val, early_stopping)
         if on_epoch is not None:
@@ -172,6 +191,13 @@ def _finish_epoch(
     early_stopping: int | None,
 ) -> dict[str, Any]:
     """Close the epoch: validation, best-model bookkeeping, the history record, reset sums."""
+    parameter = _nonfinite_parameter(network)
+    if parameter is not None:  # the epoch's last update; every earlier one met a finite loss
+        raise DivergedError(
+            f"training diverged at epoch {state.epoch + 1}, step {state.step}: "
+            f"the last update made {parameter} non-finite",
+            hint=f"lower optimizer.lr (now {optimizer.lr:g})",
+        )
     val_loss = val_accuracy = None
     if val is not None and val[0].shape[0] > 0:
         val_loss, predictions = network.evaluate(*val)
