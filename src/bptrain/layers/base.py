@@ -43,6 +43,14 @@ class Layer:
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError
 
+    def kink_state(self) -> tuple[np.ndarray, ...]:
+        """Arrays that change when an input crosses a kink (ReLU's mask, max-pool's choice).
+
+        Gradient checks compare them before and after nudging a value, to know whether the
+        nudge stepped over a point where the derivative jumps.
+        """
+        return ()
+
     def _set_params(self, **arrays: np.ndarray) -> None:
         """Install parameters and zeroed gradient arrays of the same shape and dtype."""
         for name, value in arrays.items():

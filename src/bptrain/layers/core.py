@@ -27,6 +27,9 @@ class Relu(Layer):
         # The seed writes dout[mask] = 0 into the caller's array; multiplying makes a new one.
         return dout * self.mask
 
+    def kink_state(self) -> tuple[np.ndarray, ...]:
+        return (self.mask,)
+
 
 @LAYERS.register("sigmoid")
 class Sigmoid(Layer):
