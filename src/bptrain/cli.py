@@ -219,10 +219,6 @@ def _load(config: str | None, overrides: tuple[str, ...]) -> LoadedConfig:
     return load_config(config, overrides, stdin_text=_read_stdin)
 
 
-def _located(loaded: LoadedConfig, error: ConfigError) -> ConfigError:
-    return loaded.locate(error)
-
-
 # ---------------------------------------------------------------------------------------------
 # train
 
@@ -382,7 +378,7 @@ def train(
     try:
         run = experiment.prepare(cfg, seed, dataset)
     except ConfigError as error:
-        raise _located(loaded, error) from None
+        raise loaded.locate(error) from None
     if ckpt is not None:
         experiment.resume(ckpt, run)
         log(f"resuming {resume} at epoch {run.state.epoch + 1}, step {run.state.step + 1}")
@@ -466,13 +462,11 @@ def _finish(
     """Test the final (or best-validation) weights, save the final checkpoint, print the summary."""
     cfg = run.config
     use_best = cfg.train.restore_best and state.best_params is not None
-    last = {k: v.copy() for k, v in {**run.network.params, **run.network.buffers}.items()}
+    last = {k: v.copy() for k, v in run.network.arrays.items()}
     if use_best:
-        for key, value in state.best_params.items():  # type: ignore[union-attr]
-            {**run.network.params, **run.network.buffers}[key][...] = value
+        run.network.assign(state.best_params)  # type: ignore[arg-type]
     result = evaluate(run.network, *run.test, run.dataset.num_classes, cfg.train.eval_batch_size)
-    for key, value in last.items():  # the checkpoint keeps the last weights for --resume
-        {**run.network.params, **run.network.buffers}[key][...] = value
+    run.network.assign(last)  # the checkpoint keeps the last weights, for --resume
     summary = {
         "event": "summary",
         "test_loss": result.loss,
@@ -636,7 +630,7 @@ def gradcheck_command(
             num_classes=classes,
         )
     except ConfigError as error:
-        raise _located(loaded, error) from None
+        raise loaded.locate(error) from None
     x = rng.random((batch_size, *input_shape))
     t = rng.integers(0, classes, batch_size)
     report = gradcheck.check_network(network, x, t, tolerance=tolerance, coords=coords, rng=rng)

@@ -107,6 +107,17 @@ class Network:
         }
 
     @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers together: everything that defines the trained model."""
+        return {**self.params, **self.buffers}
+
+    def assign(self, values: Mapping[str, np.ndarray]) -> None:
+        """Copy values into the named parameters/buffers in place (the arrays stay the same)."""
+        arrays = self.arrays
+        for name, value in values.items():
+            arrays[name][...] = value
+
+    @property
     def output_shape(self) -> Shape:
         return self.shapes[-1] if self.shapes else self.input_shape
 

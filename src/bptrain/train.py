@@ -210,9 +210,7 @@ def _finish_epoch(
                 state.epoch,
                 0,
             )
-            state.best_params = {
-                k: v.copy() for k, v in {**network.params, **network.buffers}.items()
-            }
+            state.best_params = {k: v.copy() for k, v in network.arrays.items()}
         else:
             state.stale_epochs += 1
             if early_stopping is not None and state.stale_epochs >= early_stopping:
