@@ -436,3 +436,43 @@ def test_resume_with_a_config_is_a_usage_error(tmp_path, config_file):
     out = tmp_path / "m.npz"
     invoke("train", config_file, "--set", "train.epochs=1", "--out", out)
     assert_error(invoke("train", config_file, "--resume", out), 2, "either CONFIG or --resume")
+
+
+def _stderr_through_a_terminal(*args):
+    """Run bptrain with stderr on a pseudo-terminal (stdout a pipe); return (stdout, stderr)."""
+    import os
+    import pty
+
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    proc = spawn(*args, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the terminal closes when the process exits
+            break
+        if not data:
+            break
+        chunks.append(data)
+    stdout = proc.stdout.read()
+    proc.stdout.close()
+    proc.wait(timeout=60)
+    os.close(master)
+    return stdout.decode(), b"".join(chunks).decode(errors="replace")
+
+
+def test_the_progress_bar_shows_on_a_terminal_only(tmp_path, config_file):
+    out = tmp_path / "p.npz"
+    stdout, stderr = _stderr_through_a_terminal("train", config_file, "--out", out)
+    assert "batch" in stderr and "samples/s" in stderr  # tqdm: batches, loss, throughput
+    assert [r["event"] for r in records(stdout)][-1] == "summary"  # stdout stays JSON only
+    _, quiet = _stderr_through_a_terminal("-q", "train", config_file, "--out", out)
+    assert "batch" not in quiet and "epoch 1/3" not in quiet
+    piped = invoke("train", config_file, "--out", out)
+    assert "batch" not in piped.stderr and "epoch 1/3" in piped.stderr
