@@ -196,3 +196,32 @@ def test_a_non_finite_last_update_of_an_epoch_is_caught():
     net.layers[2].backward = poisoned
     with pytest.raises(DivergedError, match=r"epoch 1, step 10: the last update made 2\.b"):
         fit(net, SGD(lr=0.1), blobs(100), epochs=2, batch_size=10, rng=rng)
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [
+        [{"type": "affine", "units": 32}, {"type": "relu"}, {"type": "affine", "units": 4}],
+        [
+            {"type": "affine", "units": 16},
+            {"type": "batch_norm"},
+            {"type": "sigmoid"},
+            {"type": "dropout", "rate": 0.2},
+            {"type": "affine", "units": 4},
+        ],
+    ],
+)
+def test_float32_training_tracks_float64(specs):
+    """The float32 fast path computes the same thing as float64, up to rounding."""
+    x, t = blobs(256)
+    results = {}
+    for dtype in (np.float32, np.float64):
+        rng = np.random.default_rng(5)
+        net = Network.from_specs(specs, (20,), rng=rng, dtype=dtype)
+        state = fit(net, SGD(lr=0.05), (x.astype(dtype), t), epochs=2, batch_size=32, rng=rng)
+        results[dtype] = (net, state.history[-1]["train_loss"])
+    (net32, loss32), (net64, loss64) = results[np.float32], results[np.float64]
+    assert loss32 == pytest.approx(loss64, rel=1e-4)
+    for name in net64.params:
+        assert net32.params[name].dtype == np.float32
+        np.testing.assert_allclose(net32.params[name], net64.params[name], rtol=1e-3, atol=1e-5)
