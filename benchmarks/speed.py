@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -257,12 +256,25 @@ with torch.no_grad():
 
 
 def peak_mib(command: list[str]) -> float:
-    """Peak resident memory (MiB) of a child process, from the kernel's rusage."""
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{command} exited {proc.returncode}")
+    """Peak resident memory (MiB) of a child process, from the kernel's rusage.
+
+    posix_spawn, not fork: a forked child starts with the parent's resident pages counted in
+    its peak, and this parent holds the whole dataset by now.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        pid = os.posix_spawn(
+            command[0],
+            command,
+            dict(os.environ),
+            file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)],
+        )
+    finally:
+        os.close(devnull)
+    _, status, usage = os.wait4(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{command} exited {code}")
     return usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
