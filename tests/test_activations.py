@@ -35,6 +35,37 @@ def test_leaky_relu_forward_and_backward_closed_form() -> None:
     np.testing.assert_allclose(dx, [[2.0, 2.0, 2.0, 10.0, 10.0]])
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.01, 0.5, 0.999])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_leaky_relu_is_where_bit_for_bit(alpha: float, dtype: type) -> None:
+    # The layer multiplies by a slope of exactly 1 or alpha; it must agree with the textbook
+    # np.where form on every value, signed zeros, infinities and NaN included.
+    rng = np.random.default_rng(1)
+    x, dout = rng.standard_normal((2, 3, 40)).astype(dtype)
+    x[0, :8] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 3.0]
+    dout[0, :8] = [np.inf, -np.inf, np.nan, 0.0, -0.0, 1.0, np.inf, -np.inf]
+    a = dtype(alpha)
+    layer = LAYERS.build({"type": "leaky_relu", "alpha": alpha})
+    with np.errstate(invalid="ignore"):
+        out, dx = layer.forward(x), layer.backward(dout)
+        expected_out = np.where(x > 0, x, x * a)
+        expected_dx = np.where(x > 0, dout, dout * a)
+    for got, expected in [(out, expected_out), (dx, expected_dx)]:
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
+
+
+def test_leaky_relu_kink_state_flips_at_zero() -> None:
+    layer = LAYERS.build({"type": "leaky_relu", "alpha": 0.1})
+    layer.forward(np.array([[-1e-9, 2.0]]))
+    before = layer.kink_state()[0].copy()
+    layer.forward(np.array([[-2e-9, 3.0]]))
+    np.testing.assert_array_equal(layer.kink_state()[0], before)
+    layer.forward(np.array([[1e-9, 2.0]]))
+    assert not np.array_equal(layer.kink_state()[0], before)
+
+
 def test_leaky_relu_default_alpha() -> None:
     layer = LAYERS.build("leaky_relu")
     assert layer.alpha == 0.01

@@ -440,10 +440,9 @@ def test_resume_with_a_config_is_a_usage_error(tmp_path, config_file):
 
 def _stderr_through_a_terminal(*args):
     """Run bptrain with stderr on a pseudo-terminal (stdout a pipe); return (stdout, stderr)."""
+    import fcntl
     import os
     import pty
-
-    import fcntl
     import struct
     import termios
 

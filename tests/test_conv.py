@@ -11,6 +11,7 @@ from bptrain.errors import ConfigError
 from bptrain.gradcheck import check_layer, check_network
 from bptrain.im2col import col2im, im2col, output_size
 from bptrain.layers import LAYERS, AvgPool2D, Conv2D, Layer, MaxPool2D
+from bptrain.layers import conv as conv_module
 from bptrain.losses import SoftmaxWithLoss
 from bptrain.network import Network
 from bptrain.optimizers import Adam
@@ -89,6 +90,17 @@ def naive_pool(x: np.ndarray, size: int, stride: int, mode: str) -> tuple[np.nda
     return out, dx
 
 
+# Memory orders as (N, C, H, W) axes from outermost to innermost: C order, what Conv2D returns,
+# and what col2im used to return.
+LAYOUTS = {"C": (0, 1, 2, 3), "pixel-major": (2, 3, 0, 1), "channel-major": (1, 0, 2, 3)}
+
+
+def in_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    """x's values as an (N, C, H, W) array whose memory is ordered as LAYOUTS[layout]."""
+    axes = LAYOUTS[layout]
+    return np.ascontiguousarray(x.transpose(axes)).transpose(np.argsort(axes))
+
+
 # --- im2col / col2im ---------------------------------------------------------------------
 
 
@@ -100,7 +112,8 @@ def test_im2col_columns_are_the_patches(kernel: tuple[int, int], stride: int, pa
     oh, ow = output_size(7, kernel[0], stride, pad[0]), output_size(6, kernel[1], stride, pad[1])
     assert cols.shape == (3 * kernel[0] * kernel[1], 2 * oh * ow)
     assert cols.flags.c_contiguous
-    for column, (s, i, j) in enumerate(np.ndindex(2, oh, ow)):
+    # Pixel-major: output row, output column, then sample.
+    for column, (i, j, s) in enumerate(np.ndindex(oh, ow, 2)):
         patch = xp[s, :, i * stride : i * stride + kernel[0], j * stride : j * stride + kernel[1]]
         np.testing.assert_array_equal(cols[:, column], patch.ravel())
 
@@ -114,6 +127,14 @@ def test_col2im_is_the_adjoint_of_im2col() -> None:
     back = col2im(cols, x.shape, kernel, stride, pad)
     assert back.shape == x.shape
     np.testing.assert_allclose(np.vdot(im2col(x, kernel, stride, pad), cols), np.vdot(x, back))
+
+
+def test_im2col_ones_row_appends_ones_to_the_same_columns() -> None:
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 5))
+    plain = im2col(x, (3, 2), 2, (1, 0))
+    extended = im2col(x, (3, 2), 2, (1, 0), ones_row=True)
+    np.testing.assert_array_equal(extended[:-1], plain)
+    np.testing.assert_array_equal(extended[-1], np.ones(plain.shape[1]))
 
 
 def test_im2col_keeps_float32() -> None:
@@ -218,18 +239,30 @@ def test_conv2d_first_layer_skips_input_gradient_but_fills_grads() -> None:
 
 
 def test_conv2d_backward_accepts_any_dout_layout() -> None:
-    # The fast path takes channel-major dout as a view; a C-contiguous one must give the same.
+    # The fast path takes pixel-major dout as a view; C-contiguous and channel-major dout
+    # (what other layers may hand back) must give the same gradients.
     rng = np.random.default_rng(5)
     conv = built({"type": "conv2d", "filters": 3, "kernel": 3, "padding": 1}, (2, 4, 4))
     x = rng.standard_normal((3, 2, 4, 4))
     dout = rng.standard_normal((3, 3, 4, 4))
     conv.forward(x)
     dx_c = conv.backward(np.ascontiguousarray(dout)).copy()
-    dW_c = conv.grads["W"].copy()
-    channel_major = np.ascontiguousarray(dout.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
-    dx_f = conv.backward(channel_major)
-    np.testing.assert_allclose(dx_f, dx_c, rtol=1e-13)
-    np.testing.assert_allclose(conv.grads["W"], dW_c, rtol=1e-13)
+    dW_c, db_c = conv.grads["W"].copy(), conv.grads["b"].copy()
+    for layout in ["pixel-major", "channel-major"]:
+        np.testing.assert_allclose(conv.backward(in_layout(dout, layout)), dx_c, rtol=1e-13)
+        np.testing.assert_allclose(conv.grads["W"], dW_c, rtol=1e-13)
+        np.testing.assert_allclose(conv.grads["b"], db_c, rtol=1e-13)
+
+
+def test_conv2d_output_is_pixel_major_and_its_gradient_stays_so() -> None:
+    # (N, F, OH, OW) over (OH, OW, N, F) memory: what MaxPool2D reads fast, and the layout
+    # Conv2D.backward takes without a copy; col2im's dx comes back as (C, H, W, N) memory.
+    conv = built({"type": "conv2d", "filters": 3, "kernel": 3}, (2, 6, 5))
+    out = conv.forward(np.ones((4, 2, 6, 5), dtype=np.float32))
+    assert out.shape == (4, 3, 4, 3)
+    assert out.transpose(2, 3, 0, 1).flags.c_contiguous
+    dx = conv.backward(np.ones_like(out))
+    assert dx.transpose(1, 2, 3, 0).flags.c_contiguous
 
 
 def test_conv2d_grads_are_written_in_place() -> None:
@@ -267,6 +300,73 @@ def test_max_pool_ties_have_one_winner() -> None:
     dx = pool.backward(np.ones((1, 1, 2, 2)))
     assert dx.sum() == 4
     assert dx[0, 0, 0, 0] == dx[0, 0, 2, 3] == 1  # the first maximum in row-major order wins
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("tile_bytes", [1, 1 << 20], ids=["row-tiles", "one-tile"])
+@pytest.mark.parametrize("hw", [(6, 6), (7, 5), (5, 8)])
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_disjoint_max_pool_matches_naive_loops_with_ties(
+    size: int, hw: tuple, tile_bytes: int, layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # stride == size takes the fast path (row maxima, then down the rows, in tiles of output
+    # rows); values in {-1, 0, 1} tie in most windows, odd sizes leave rows/columns unpooled.
+    monkeypatch.setattr(conv_module, "TILE_BYTES", tile_bytes)
+    x = np.random.default_rng(9).integers(-1, 2, (3, 2, *hw)).astype(float)
+    x = in_layout(x, layout)
+    pool = built({"type": "max_pool2d", "size": size}, x.shape[1:])
+    out = pool.forward(x)
+    expected_out, expected_dx = naive_pool(x, size, size, "max")
+    assert out.flags.c_contiguous  # what flatten needs to stay a view
+    np.testing.assert_array_equal(out, expected_out)
+    dout = np.arange(1, out.size + 1, dtype=float).reshape(out.shape)
+    dx = pool.backward(in_layout(dout, layout))
+    np.testing.assert_array_equal(dx, expected_dx)
+    assert dx.strides == x.strides  # the input's layout, so the conv below gets a view
+
+
+def test_disjoint_max_pool_agrees_with_the_general_path() -> None:
+    # The fast path must reproduce the running maximum over all kernel offsets, ties included.
+    rng = np.random.default_rng(10)
+    x = in_layout(rng.integers(0, 3, (4, 3, 9, 7)).astype(np.float32), "pixel-major")
+    pool = built({"type": "max_pool2d", "size": 3}, x.shape[1:], np.float32)
+    out, dx = pool.forward(x), pool.backward(np.ones((4, 3, 3, 2), np.float32))
+    general_out = pool._forward_overlapping(x)
+    general_dx = pool._backward_overlapping(np.ones((4, 3, 3, 2), np.float32))
+    np.testing.assert_array_equal(out, general_out)
+    np.testing.assert_array_equal(dx, general_dx)
+
+
+def test_max_pool_windows_with_more_than_256_offsets() -> None:
+    # 17x17 windows have 289 kernel offsets: the winner's index needs two bytes.
+    x = np.random.default_rng(11).standard_normal((2, 1, 18, 19))
+    pool = built({"type": "max_pool2d", "size": 17, "stride": 1}, x.shape[1:])
+    out = pool.forward(x)
+    expected_out, expected_dx = naive_pool(x, 17, 1, "max")
+    np.testing.assert_array_equal(out, expected_out)
+    dout = np.arange(1, out.size + 1, dtype=float).reshape(out.shape)
+    np.testing.assert_array_equal(pool.backward(dout), expected_dx)
+
+
+@pytest.mark.parametrize(("size", "stride"), [(2, 2), (3, 2)])
+def test_max_pool_kink_state_changes_exactly_when_a_window_changes_winner(
+    size: int, stride: int
+) -> None:
+    # Gradient checks use it to spot nudges across a kink (a near-tie between window entries).
+    x = np.random.default_rng(12).standard_normal((2, 2, 7, 7))
+    x[0, 1, 0, 0], x[0, 1, 0, 1] = 5.0, 5.0 - 1e-9  # a near tie that wins its window
+    pool = built({"type": "max_pool2d", "size": size, "stride": stride}, x.shape[1:])
+
+    def state(values: np.ndarray) -> list[np.ndarray]:
+        pool.forward(values)
+        return [a.copy() for a in pool.kink_state()]
+
+    before = state(x)
+    small, flip = x.copy(), x.copy()
+    small[0, 1, 0, 1] -= 1e-6  # the winner stays
+    flip[0, 1, 0, 1] += 2e-9  # the other entry now wins
+    assert all(np.array_equal(a, b) for a, b in zip(state(small), before, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(state(flip), before, strict=True))
 
 
 def test_pooling_stride_defaults_to_size() -> None:

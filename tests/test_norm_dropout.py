@@ -10,6 +10,7 @@ import pytest
 from bptrain.errors import ConfigError
 from bptrain.gradcheck import check_layer, check_network
 from bptrain.layers import LAYERS, BatchNorm, Dropout, Flatten, Layer
+from bptrain.layers.norm import channel_dot, channel_sum
 from bptrain.losses import SoftmaxWithLoss
 from bptrain.network import Network
 
@@ -134,6 +135,58 @@ def test_batch_norm_running_stats_are_network_buffers() -> None:
     net.loss(np.full((4, 3), 5.0), np.zeros((4, 3)), train=True)
     assert net.buffers["0.running_mean"] is before  # updated in place: checkpoints see it
     np.testing.assert_allclose(before, 0.5, rtol=1e-6)
+
+
+# Memory orders of an (N, C, H, W) array, outermost axis first: C order; channels innermost
+# (a pixel-major conv output; NHWC); channels outermost; channels in the middle (no 2-D view).
+LAYOUTS = {
+    "C": (0, 1, 2, 3),
+    "pixel-major": (2, 3, 0, 1),
+    "NHWC": (0, 2, 3, 1),
+    "channel-major": (1, 0, 2, 3),
+    "channels-middle": (2, 1, 0, 3),
+}
+
+
+def in_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    """x's values as an (N, C, H, W) array whose memory is ordered as LAYOUTS[layout]."""
+    axes = LAYOUTS[layout]
+    return np.ascontiguousarray(x.transpose(axes)).transpose(np.argsort(axes))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_channel_sums_agree_in_every_layout(layout: str) -> None:
+    rng = np.random.default_rng(20)
+    a, b = rng.standard_normal((2, 3, 4, 5, 2))
+    expected_sum, expected_dot = a.sum(axis=(0, 2, 3)), (a * b).sum(axis=(0, 2, 3))
+    np.testing.assert_allclose(channel_sum(in_layout(a, layout)), expected_sum, rtol=1e-12)
+    dot = channel_dot(in_layout(a, layout), in_layout(b, layout))
+    np.testing.assert_allclose(dot, expected_dot, rtol=1e-12)
+    # Operands in different layouts take the general path, with the same result.
+    np.testing.assert_allclose(channel_dot(in_layout(a, layout), b), expected_dot, rtol=1e-12)
+
+
+def test_channel_sums_of_feature_batches() -> None:
+    a, b = np.random.default_rng(21).standard_normal((2, 6, 3))
+    np.testing.assert_allclose(channel_sum(a), a.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(channel_dot(a, b), (a * b).sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(channel_dot(a, np.asfortranarray(b)), (a * b).sum(axis=0))
+    assert channel_sum(a.astype(np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_batch_norm_gives_the_same_results_in_every_layout(layout: str) -> None:
+    rng = np.random.default_rng(22)
+    x, dout = rng.standard_normal((2, 4, 3, 5, 2))
+    results = []
+    for xs, ds in [(x, dout), (in_layout(x, layout), in_layout(dout, layout))]:
+        bn = built({"type": "batch_norm"}, (3, 5, 2))
+        bn.params["gamma"][...] = [0.5, 2.0, -1.0]
+        out = bn.forward(xs, train=True)
+        dx = bn.backward(ds)
+        results.append((out, dx, bn.grads["gamma"].copy(), bn.grads["beta"].copy()))
+    for got, expected in zip(results[1], results[0], strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
 # --- Dropout -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from bptrain import optimizers
 from bptrain.errors import ConfigError
 from bptrain.optimizers import OPTIMIZERS, SGD, Optimizer, clip_global_norm, decays
 
@@ -256,6 +257,47 @@ def test_state_dict_is_a_snapshot() -> None:
     m = snapshot["1.W.m"].copy()
     opt.update({"1.W": w}, {"1.W": A * w})
     np.testing.assert_array_equal(snapshot["1.W.m"], m)
+
+
+def run_float32(spec: dict, params: dict[str, np.ndarray], steps: int = 3) -> dict:
+    """`steps` updates with the float32 problem's gradients; returns the optimizer's state."""
+    _, grads = float32_problem()
+    opt = OPTIMIZERS.build(spec)
+    for step in range(steps):
+        opt.update(params, {k: np.ascontiguousarray(g) for k, g in grads(step).items()})
+    return opt.state
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: s["type"])
+def test_blockwise_updates_equal_whole_array_updates(
+    spec: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Updates run over blocks of BLOCK elements (cache-sized); the split, including a short
+    # last block (12 = 5 + 5 + 2), must not change a single bit.
+    whole, _ = float32_problem()
+    whole_state = run_float32(spec, whole)
+    monkeypatch.setattr(optimizers, "BLOCK", 5)
+    blocked, _ = float32_problem()
+    blocked_state = run_float32(spec, blocked)
+    for k in whole:
+        np.testing.assert_array_equal(blocked[k], whole[k])
+    assert blocked_state.keys() == whole_state.keys()
+    for k in whole_state:
+        np.testing.assert_array_equal(blocked_state[k], whole_state[k])
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: s["type"])
+def test_non_contiguous_parameters_update_in_place_like_contiguous_ones(spec: dict) -> None:
+    # A parameter that cannot be flattened without a copy is updated whole, still in place.
+    contiguous, _ = float32_problem()
+    run_float32(spec, contiguous)
+    params, _ = float32_problem()
+    fortran = np.asfortranarray(params["1.W"])
+    params["1.W"] = fortran
+    run_float32(spec, params)
+    assert params["1.W"] is fortran and not fortran.flags.c_contiguous
+    for k in contiguous:
+        np.testing.assert_array_equal(params[k], contiguous[k])
 
 
 @pytest.mark.parametrize(

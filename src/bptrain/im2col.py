@@ -1,10 +1,13 @@
 """im2col/col2im: convolution as one matrix product, pooling as a loop over kernel offsets.
 
-Layout: `im2col` returns columns of shape (C*KH*KW, N*OH*OW), one column per output pixel of
-the whole batch and rows in the order of ``W.reshape(F, C*KH*KW)``, so a convolution is a single
-GEMM ``W2 @ cols -> (F, N*OH*OW)``. This is the transpose of the book's (N*OH*OW, C*KH*KW):
-gathering into it copies runs of OW contiguous inputs (the book's inner runs are KW long), and
-`col2im` adds each kernel offset's (C, N, OH, OW) slab with no transpose.
+Layout: `im2col` returns columns of shape (C*KH*KW, OH*OW*N), one column per output pixel of
+the whole batch and rows in the order of ``W.reshape(F, C*KH*KW)``. The columns are
+*pixel-major* (output row, output column, then sample): gathering them from a (C, H, W, N) copy
+of the input copies runs of OW*N contiguous values, and the GEMM ``cols.T @ W2.T`` then yields
+(OH*OW*N, F), i.e. a conv output whose memory is (OH, OW, N, F). In that layout the pixels a
+pooling window combines lie in separate runs of N*F contiguous values, which is what makes
+pooling fast (see MaxPool2D). This is the transpose of the book's (N*OH*OW, C*KH*KW), with
+the pixel axes moved outward.
 
 Output sizes are floored, as in the book: input rows/columns that no window reaches are ignored
 (and get a zero gradient).
@@ -38,35 +41,52 @@ def offsets(kernel: Pair) -> Iterator[tuple[int, int, int]]:
         yield k, k // kw, k % kw
 
 
-def pad_input(x: np.ndarray, pad: Pair) -> np.ndarray:
-    """Zero-pad H and W of (N, C, H, W); the padded copy keeps x's memory layout."""
-    ph, pw = pad
-    if ph == 0 and pw == 0:
-        return x
+def pixel_major(x: np.ndarray, pad: Pair) -> np.ndarray:
+    """(N, C, H, W) -> a zero-padded (C, H + 2*ph, W + 2*pw, N) contiguous copy.
+
+    Padding and the transpose happen in the same copy; with the sample axis innermost, every
+    kernel offset's (OH, OW, N) block of inputs is one run of contiguous values (stride 1).
+    """
     n, c, h, w = x.shape
-    # zeros_like keeps x's stride order (a channel-major conv output stays channel-major).
-    padded = np.zeros_like(x, shape=(n, c, h + 2 * ph, w + 2 * pw))
-    padded[:, :, ph : ph + h, pw : pw + w] = x
-    return padded
+    ph, pw = pad
+    shape = (c, h + 2 * ph, w + 2 * pw, n)
+    xt = np.zeros(shape, dtype=x.dtype) if ph or pw else np.empty(shape, dtype=x.dtype)
+    xt[:, ph : ph + h, pw : pw + w, :] = x.transpose(1, 2, 3, 0)  # (N, C, H, W) -> (C, H, W, N)
+    return xt
 
 
-def im2col(x: np.ndarray, kernel: Pair, stride: int = 1, pad: Pair = (0, 0)) -> np.ndarray:
-    """(N, C, H, W) -> (C*KH*KW, N*OH*OW) columns, contiguous, in x's dtype."""
+def im2col(
+    x: np.ndarray,
+    kernel: Pair,
+    stride: int = 1,
+    pad: Pair = (0, 0),
+    ones_row: bool = False,
+) -> np.ndarray:
+    """(N, C, H, W) -> (C*KH*KW, OH*OW*N) pixel-major columns, contiguous, in x's dtype.
+
+    `ones_row` appends a row of ones (shape (C*KH*KW + 1, OH*OW*N)): a bias stored as an extra
+    weight column then rides in the convolution's GEMM instead of costing a pass of its own.
+    """
     n, c, h, w = x.shape
     kh, kw = kernel
     oh = output_size(h, kh, stride, pad[0])
     ow = output_size(w, kw, stride, pad[1])
-    xp = pad_input(x, pad)
-    sn, sc, sh, sw = xp.strides
-    # A read-only strided view (C, KH, KW, N, OH, OW) of the padded input; nothing is copied yet.
+    xt = pixel_major(x, pad)
+    sc, sh, sw, sn = xt.strides
+    # A read-only strided view (C, KH, KW, OH, OW, N) of the padded copy; nothing copied yet.
     patches = as_strided(
-        xp,
-        shape=(c, kh, kw, n, oh, ow),
-        strides=(sc, sh, sw, sn, sh * stride, sw * stride),
+        xt,
+        shape=(c, kh, kw, oh, ow, n),
+        strides=(sc, sh, sw, sh * stride, sw * stride, sn),
         writeable=False,
     )
-    # (C, KH, KW, N, OH, OW) -> (C*KH*KW, N*OH*OW): the one gather copy of the convolution.
-    return patches.reshape(c * kh * kw, n * oh * ow)
+    rows = c * kh * kw
+    cols = np.empty((rows + ones_row, oh * ow * n), dtype=x.dtype)
+    # (C, KH, KW, OH, OW, N) -> (C*KH*KW, OH*OW*N): the one gather copy of the convolution.
+    cols[:rows].reshape(c, kh, kw, oh, ow, n)[...] = patches
+    if ones_row:
+        cols[rows] = 1
+    return cols
 
 
 def col2im(
@@ -76,20 +96,20 @@ def col2im(
     stride: int = 1,
     pad: Pair = (0, 0),
 ) -> np.ndarray:
-    """The adjoint of im2col: (C*KH*KW, N*OH*OW) -> (N, C, H, W), overlaps summed.
+    """The adjoint of im2col: (C*KH*KW, OH*OW*N) -> (N, C, H, W), overlaps summed.
 
-    Loops over the KH*KW kernel offsets only; each iteration adds one (C, N, OH, OW) slab.
-    The result is an (N, C, H, W) view of channel-major memory (C, N, H, W), the layout the
-    slabs arrive in; NumPy ops downstream accept any strides.
+    Loops over the KH*KW kernel offsets only; each iteration adds one (C, OH, OW, N) slab.
+    The result is an (N, C, H, W) view of (C, H, W, N) memory, the layout the slabs arrive in;
+    NumPy ops downstream accept any strides.
     """
     n, c, h, w = x_shape
     (kh, kw), (ph, pw) = kernel, pad
     oh, ow = output_size(h, kh, stride, ph), output_size(w, kw, stride, pw)
-    # (C*KH*KW, N*OH*OW) -> (C, KH, KW, N, OH, OW), a view.
-    slabs = cols.reshape(c, kh, kw, n, oh, ow)
-    # (C, N, Hp, Wp) memory seen as (N, C, Hp, Wp).
-    dxp = np.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype).transpose(1, 0, 2, 3)
+    # (C*KH*KW, OH*OW*N) -> (C, KH, KW, OH, OW, N), a view.
+    slabs = cols.reshape(c, kh, kw, oh, ow, n)
+    # (C, Hp, Wp, N) memory seen as (N, C, Hp, Wp).
+    dxp = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=cols.dtype).transpose(3, 0, 1, 2)
     for _, i, j in offsets(kernel):
-        target = window(dxp, i, j, stride, (oh, ow)).transpose(1, 0, 2, 3)  # (C, N, OH, OW)
-        np.add(target, slabs[:, i, j], out=target)
+        target = window(dxp, i, j, stride, (oh, ow))  # (N, C, OH, OW), same memory order
+        np.add(target, slabs[:, i, j].transpose(3, 0, 1, 2), out=target)
     return dxp[:, :, ph : ph + h, pw : pw + w]

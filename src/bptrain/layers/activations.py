@@ -21,7 +21,11 @@ class Tanh(Layer):
         return self.out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return dout * (1 - self.out * self.out)
+        # dout * (1 - y^2) in one work array rather than three temporaries; same rounding.
+        dx = self.out * self.out
+        np.subtract(1, dx, out=dx)
+        dx *= dout
+        return dx
 
 
 @LAYERS.register("leaky_relu")
@@ -40,11 +44,16 @@ class LeakyRelu(Layer):
         self.alpha = float(alpha)
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
-        self.mask = x > 0
-        return np.where(self.mask, x, x * x.dtype.type(self.alpha))
+        # The local slope, exactly 1 or alpha: max(0 or 1, alpha) as alpha < 1. Multiplying by
+        # it gives np.where(x > 0, x, alpha * x) bit for bit, at a fifth of where's cost.
+        self.slope = np.maximum(x > 0, x.dtype.type(self.alpha))
+        return x * self.slope
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return np.where(self.mask, dout, dout * dout.dtype.type(self.alpha))
+        return dout * self.slope
+
+    def kink_state(self) -> tuple[np.ndarray, ...]:
+        return (self.slope,)  # 1 or alpha: flips where an input crosses 0
 
     def __repr__(self) -> str:
         return f"LeakyRelu(alpha={self.alpha})"

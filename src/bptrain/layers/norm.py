@@ -10,6 +10,48 @@ from ..errors import ConfigError
 from .base import LAYERS, Layer, Shape
 
 
+def _channel_matrix(a: np.ndarray) -> tuple[np.ndarray, str] | None:
+    """A 2-D view of (N, C) or (N, C, H, W) `a` with the channels as one axis: (M, C) when they
+    are innermost in memory (a pixel-major conv output, a C-order (N, C) batch), (C, M) when
+    outermost (channel-major); with einsum's name for it. None when there is no such view.
+    """
+    order = sorted(range(a.ndim), key=lambda axis: -abs(a.strides[axis]))  # outermost first
+    view = a.transpose(order)
+    if not view.flags.c_contiguous:
+        return None
+    if order[-1] == 1:
+        return view.reshape(-1, a.shape[1]), "mc"
+    if order[0] == 1:
+        return view.reshape(a.shape[1], -1), "cm"
+    return None
+
+
+def channel_sum(a: np.ndarray) -> np.ndarray:
+    """Sum of (N, C) or (N, C, H, W) `a` over every axis but the channels (axis 1), as (C,).
+
+    One matrix-vector product when a 2-D channel view exists: NumPy reduces over outer axes in
+    channel-length inner loops, 2-3x slower (0.97 vs 0.42 ms over a pixel-major
+    (100, 30, 24, 24) array).
+    """
+    matrix = _channel_matrix(a)
+    if matrix is None:
+        return a.sum(axis=tuple(axis for axis in range(a.ndim) if axis != 1))
+    view, axes = matrix
+    ones = np.ones(a.size // a.shape[1], dtype=a.dtype)
+    return ones @ view if axes == "mc" else view @ ones
+
+
+def channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """channel_sum(a * b) without the product array when a and b share a channel view: one
+    pass instead of three (0.5 vs 1.2 ms over a pixel-major (100, 30, 24, 24) pair).
+    """
+    ma, mb = _channel_matrix(a), _channel_matrix(b)
+    if ma is None or mb is None or ma[1] != mb[1] or ma[0].shape != mb[0].shape:
+        return channel_sum(a * b)
+    axes = ma[1]
+    return np.einsum(f"{axes},{axes}->c", ma[0], mb[0])
+
+
 @LAYERS.register("batch_norm")
 class BatchNorm(Layer):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta, statistics per feature or channel.
@@ -48,30 +90,28 @@ class BatchNorm(Layer):
         return input_shape
 
     @staticmethod
-    def _axes(x: np.ndarray) -> tuple[int, ...]:
-        """The axes statistics are taken over: the batch, and the pixels of an image."""
-        return (0,) if x.ndim == 2 else (0, 2, 3)
-
-    @staticmethod
     def _per_channel(v: np.ndarray, x: np.ndarray) -> np.ndarray:
         """(C,) -> a shape that broadcasts against x: (C,) for (N, C), (C, 1, 1) for images."""
         return v if x.ndim == 2 else v[:, None, None]
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        pc = self._per_channel
         if train:
-            axes = self._axes(x)
-            mean = x.mean(axis=axes)
-            xc = x - self._per_channel(mean, x)
-            var = np.mean(xc * xc, axis=axes)
+            m = x.dtype.type(x.size // x.shape[1])
+            mean = channel_sum(x) / m
+            xc = x - pc(mean, x)
+            var = channel_dot(xc, xc) / m
             self._fold(mean, var)
         else:
             var = self.buffers["running_var"]
-            xc = x - self._per_channel(self.buffers["running_mean"], x)
+            xc = x - pc(self.buffers["running_mean"], x)
         self.std = np.sqrt(var + x.dtype.type(self.eps))  # (C,)
         self.batch_stats = train
-        self.xhat = xc / self._per_channel(self.std, x)
-        gamma, beta = (self._per_channel(self.params[k], x) for k in ("gamma", "beta"))
-        return self.xhat * gamma + beta
+        self.xhat = xc
+        self.xhat /= pc(self.std, x)  # in place: xc is not needed any more
+        out = self.xhat * pc(self.params["gamma"], x)
+        out += pc(self.params["beta"], x)
+        return out
 
     def _fold(self, mean: np.ndarray, var: np.ndarray) -> None:
         """Move the running statistics towards this batch's, in place."""
@@ -82,20 +122,21 @@ class BatchNorm(Layer):
             running += (1 - keep) * value
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        axes = self._axes(dout)
-        np.sum(dout, axis=axes, out=self.grads["beta"])
-        np.sum(dout * self.xhat, axis=axes, out=self.grads["gamma"])
+        pc = self._per_channel
+        self.grads["beta"][...] = channel_sum(dout)
+        self.grads["gamma"][...] = channel_dot(dout, self.xhat)
         scale = self.params["gamma"] / self.std  # (C,)
         if not self.batch_stats:
             # The running statistics are constants: the layer is affine in x.
-            return dout * self._per_channel(scale, dout)
-        # The compact form of backprop through mean and variance (m values per channel):
-        # dx = gamma / (m * std) * (m * dout - sum(dout) - xhat * sum(dout * xhat)).
-        m = dout.size // scale.size
-        dbeta = self._per_channel(self.grads["beta"], dout)
-        dgamma = self._per_channel(self.grads["gamma"], dout)
-        dx = dout * dout.dtype.type(m) - dbeta - self.xhat * dgamma
-        dx *= self._per_channel(scale / dout.dtype.type(m), dout)
+            return dout * pc(scale, dout)
+        # Backprop through mean and variance (m values per channel):
+        # dx = gamma / std * (dout - (sum(dout) + xhat * sum(dout * xhat)) / m),
+        # evaluated as (xhat * a + dout + b) * gamma / std with per-channel a, b: four passes.
+        m = dout.dtype.type(dout.size // scale.size)
+        dx = self.xhat * pc(-self.grads["gamma"] / m, dout)
+        dx += dout
+        dx += pc(-self.grads["beta"] / m, dout)
+        dx *= pc(scale, dout)
         return dx
 
     def __repr__(self) -> str:
