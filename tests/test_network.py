@@ -113,3 +113,32 @@ def test_find_nonfinite_names_the_first_bad_layer():
     net.params["3.W"][0, 0] = np.nan
     x = np.ones((2, 1, 28, 28), dtype=np.float32)
     assert net.find_nonfinite(x, np.array([0, 1])) == "the output of layer 3 (affine)"
+
+
+def test_relu_before_max_pool_runs_after_it_with_identical_results():
+    specs = [
+        {"type": "conv2d", "filters": 4, "kernel": 3},
+        {"type": "relu"},
+        {"type": "max_pool2d", "size": 2},
+        {"type": "flatten"},
+        {"type": "affine", "units": 10},
+    ]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 1, 9, 9)).astype(np.float32)
+    t = rng.integers(0, 10, 6)
+    fast = Network.from_specs(specs, (1, 9, 9), rng=np.random.default_rng(1))
+    assert fast.order == [0, 2, 1, 3, 4]
+    plain = Network.from_specs(specs, (1, 9, 9), rng=np.random.default_rng(1))
+    plain.order = list(range(5))  # the configured order, as the seed would run it
+    for net in (fast, plain):
+        net.gradient(x, t)
+        net.loss(x, t, train=True)
+    assert fast.loss(x, t) == plain.loss(x, t)
+    fast.gradient(x, t)
+    plain.gradient(x, t)
+    for name in fast.grads:
+        assert np.array_equal(fast.grads[name], plain.grads[name]), name
+    other = Network.from_specs(
+        [specs[0], {"type": "relu"}, {"type": "avg_pool2d"}, *specs[3:]], (1, 9, 9)
+    )
+    assert other.order == [0, 1, 2, 3, 4]  # only ReLU -> max-pool commutes exactly
