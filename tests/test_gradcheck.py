@@ -65,3 +65,20 @@ def test_report_record_shape():
         set(p) == {"name", "shape", "max_relative_error", "worst_index"}
         for p in record["parameters"]
     )
+
+
+def test_a_bias_right_before_batchnorm_has_zero_gradient_and_passes():
+    """BatchNorm removes any constant shift, so that bias's gradient is exactly 0 while the
+    numerical one is rounding noise; the check must not call that a failure."""
+    specs = [
+        {"type": "affine", "units": 6},
+        {"type": "batch_norm"},
+        {"type": "relu"},
+        {"type": "affine", "units": 3},
+    ]
+    rng = np.random.default_rng(0)
+    net = Network.from_specs(specs, (5,), rng=rng, dtype=np.float64)
+    x, t = rng.standard_normal((8, 5)), rng.integers(0, 3, 8)
+    report = gradcheck.check_network(net, x, t, coords=6, rng=rng)
+    assert np.abs(net.grads["0.b"]).max() < 1e-12
+    assert report.ok, report.to_record()
