@@ -187,6 +187,18 @@ class SGD(Optimizer):
             raise ConfigError("Nesterov momentum needs momentum > 0", path="nesterov")
         self.nesterov = bool(nesterov)
         self.slots = ("v",) if self.momentum else ()
+        self._lr_grads: dict[str, np.ndarray] = {}
+
+    def update_one(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
+        """Plain SGD is two ufuncs per parameter: blocking buys nothing and costs Python time."""
+        if self.momentum:
+            super().update_one(name, param, grad)
+            return
+        lr_grad = self._lr_grads.get(name)
+        if lr_grad is None or lr_grad.shape != grad.shape or lr_grad.dtype != param.dtype:
+            lr_grad = self._lr_grads[name] = np.empty_like(param)
+        np.multiply(grad, param.dtype.type(self.lr), out=lr_grad)
+        param -= lr_grad
 
     def step(self, param: Array, grad: Array, state: list[Array], scratch: Scratch) -> None:
         f = param.dtype.type
