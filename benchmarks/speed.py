@@ -14,6 +14,7 @@ otherwise. BLAS threads are whatever the environment sets (OPENBLAS_NUM_THREADS,
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import resource
 import sys
@@ -258,8 +259,8 @@ with torch.no_grad():
 def peak_mib(command: list[str]) -> float:
     """Peak resident memory (MiB) of a child process, from the kernel's rusage.
 
-    posix_spawn, not fork: a forked child starts with the parent's resident pages counted in
-    its peak, and this parent holds the whole dataset by now.
+    Linux carries the parent's peak into a child's ru_maxrss across fork and exec (even with
+    posix_spawn), so main() measures memory first, while this process is still small.
     """
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
@@ -376,6 +377,8 @@ def main() -> None:
     parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
     parser.add_argument("--only", help="time only networks whose name contains this")
     args = parser.parse_args()
+    # Memory first, before this process imports torch or loads data (see peak_mib).
+    memory = measure_memory(importlib.util.find_spec("torch") is not None)
     source, data = mnist_shaped()
     print(f"data: {source}", file=sys.stderr)
     rows = [b for b in benches() if not args.only or args.only in b.name]
@@ -388,8 +391,7 @@ def main() -> None:
             f"{_f((b.results['torch'] or {}).get('seconds'))} s",
             file=sys.stderr,
         )
-    has_torch = rows[0].results["torch"] is not None if rows else False
-    extra = {"load_seconds": time_loading(args.repeats), "memory": measure_memory(has_torch)}
+    extra = {"load_seconds": time_loading(args.repeats), "memory": memory}
     report = table(rows, extra)
     print(report)
     write_json(
