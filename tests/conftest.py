@@ -58,6 +58,15 @@ def idx_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def server():
+    """A loopback HTTP server (data_helpers.LoopbackServer) for the test's duration."""
+    from data_helpers import LoopbackServer
+
+    with LoopbackServer() as srv:
+        yield srv
+
+
+@pytest.fixture
 def fashion_folder() -> Path:
     """The real Fashion-MNIST copy beside the repository; skips when it is not there."""
     if not (SHARED_FASHION / "train-images-idx3-ubyte.gz").is_file():
