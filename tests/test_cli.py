@@ -475,3 +475,24 @@ def test_the_progress_bar_shows_on_a_terminal_only(tmp_path, config_file):
     assert "batch" not in quiet and "epoch 1/3" not in quiet
     piped = invoke("train", config_file, "--out", out)
     assert "batch" not in piped.stderr and "epoch 1/3" in piped.stderr
+
+
+def test_resuming_an_adam_run_with_batchnorm_and_dropout_is_exact(tmp_path, idx_folder):
+    config = small_config(idx_folder, epochs=3)
+    config["model"]["layers"][1:2] = [
+        {"type": "affine", "units": 32, "init": "he"},
+        {"type": "batch_norm"},
+    ]
+    config["model"]["layers"].insert(4, {"type": "dropout", "rate": 0.3})
+    config["optimizer"] = {"type": "adam", "lr": 0.002}  # no schedule: it depends on epochs
+    path = write_config(tmp_path / "adam.yaml", config)
+    full = records(invoke("train", path, "--out", tmp_path / "full.npz").stdout)
+    part = tmp_path / "part.npz"
+    assert invoke("train", path, "--set", "train.epochs=1", "--out", part).exit_code == 0
+    rest = records(invoke("train", "--resume", part, "--set", "train.epochs=3").stdout)
+    assert without_timing(rest[:-1]) == without_timing(full[1:3])
+    a, b = checkpoint.load(tmp_path / "full.npz"), checkpoint.load(part)
+    for group in ("param", "buffer", "optim"):
+        assert set(a.group(group)) == set(b.group(group)) and a.group(group)
+        for name, value in a.group(group).items():
+            assert np.array_equal(value, b.group(group)[name]), (group, name)

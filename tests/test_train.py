@@ -225,3 +225,61 @@ def test_float32_training_tracks_float64(specs):
     for name in net64.params:
         assert net32.params[name].dtype == np.float32
         np.testing.assert_allclose(net32.params[name], net64.params[name], rtol=1e-3, atol=1e-5)
+
+
+def test_a_mid_epoch_checkpoint_resumes_adam_batchnorm_dropout_and_a_schedule_exactly(tmp_path):
+    from bptrain import checkpoint
+    from bptrain.optimizers import OPTIMIZERS
+    from bptrain.schedules import SCHEDULES
+
+    specs = [
+        {"type": "affine", "units": 32},
+        {"type": "batch_norm"},
+        {"type": "relu"},
+        {"type": "dropout", "rate": 0.3},
+        {"type": "affine", "units": 4},
+    ]
+    train, val = blobs(600), blobs(100, seed=1)
+
+    def fresh():
+        rng = np.random.default_rng(21)
+        net = Network.from_specs(specs, (20,), rng=rng)
+        opt = OPTIMIZERS.build({"type": "adam", "lr": 0.003})
+        return net, opt, rng, SCHEDULES.build({"type": "cosine", "warmup": 1})
+
+    net, opt, rng, schedule = fresh()
+    full = fit(net, opt, train, epochs=3, batch_size=32, rng=rng, val=val, schedule=schedule)
+    net_a, opt_a, rng_a, schedule = fresh()
+    calls = iter(range(10**6))
+    state = fit(
+        net_a,
+        opt_a,
+        train,
+        epochs=3,
+        batch_size=32,
+        rng=rng_a,
+        val=val,
+        schedule=schedule,
+        stop_requested=lambda: next(calls) == 30,
+    )
+    assert state.interrupted and state.epoch == 1 and state.step == 11
+    path = checkpoint.save(tmp_path / "mid.npz", net_a, opt_a, state, rng_a, {})
+    net_b, opt_b, rng_b, schedule = fresh()  # a new process: everything comes from the file
+    resumed = checkpoint.restore_training(checkpoint.load(path), net_b, opt_b, rng_b)
+    done = fit(
+        net_b,
+        opt_b,
+        train,
+        epochs=3,
+        batch_size=32,
+        rng=rng_b,
+        val=val,
+        schedule=schedule,
+        state=resumed,
+    )
+    for name in net.arrays:
+        assert np.array_equal(net_b.arrays[name], net.arrays[name]), name
+    strip = ("seconds", "samples_per_second")
+    assert [{k: v for k, v in r.items() if k not in strip} for r in done.history] == [
+        {k: v for k, v in r.items() if k not in strip} for r in full.history
+    ]
