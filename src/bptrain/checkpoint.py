@@ -89,6 +89,21 @@ def save(
     return path
 
 
+def check_writable(path: Path) -> None:
+    """Fail early, with a CheckpointError, when a checkpoint could not be written at `path`."""
+    if path.is_dir():
+        raise CheckpointError(f"--out {path} is a folder", hint="give a file path ending in .npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {error.strerror or error}",
+            hint="choose another --out path",
+        ) from None
+
+
 def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +115,7 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
         ) from None
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is a normal file
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **arrays)
             handle.flush()
@@ -114,6 +130,12 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
         ) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -37,10 +37,12 @@ Exit codes:
   4    checkpoint error
   5    training diverged (non-finite loss or gradient)
   130  interrupted (Ctrl-C; train writes a checkpoint first)
+  70   internal error (a bug in bptrain; --traceback shows where)
   141  stdout closed early (e.g. | head), as for any Unix tool
 """
 
 STDOUT_CLOSED = 141
+INTERNAL_ERROR = 70  # EX_SOFTWARE from sysexits.h
 
 
 @dataclass
@@ -131,6 +133,9 @@ class BptrainGroup(click.Group):
         try:
             code = super().main(args, prog_name, standalone_mode=False, **extra)
             return code if isinstance(code, int) else 0
+        except click.exceptions.NoArgsIsHelpError as error:
+            click.echo(error.format_message(), err=True)  # bare `bptrain`: the help, on stderr
+            return 2
         except click.UsageError as error:
             command = f"{error.ctx.command_path} " if error.ctx else f"{prog_name} "
             click.echo(
@@ -147,6 +152,24 @@ class BptrainGroup(click.Group):
                 traceback_module.print_exc(file=sys.stderr)
             click.echo(error_line(error), err=True)
             return error.exit_code
+        except MemoryError:
+            if OPTIONS.traceback or OPTIONS.verbose:
+                traceback_module.print_exc(file=sys.stderr)
+            click.echo(
+                "Error: out of memory (a layer or batch too large for this machine?; "
+                "try smaller units, filters or batch_size)",
+                err=True,
+            )
+            return 2
+        except Exception as error:  # a bug: still one line, and the way to learn more
+            if OPTIONS.traceback or OPTIONS.verbose:
+                traceback_module.print_exc(file=sys.stderr)
+            click.echo(
+                f"Error: internal error: {type(error).__name__}: {error} (this is a bug "
+                "in bptrain; rerun with --traceback and report it)",
+                err=True,
+            )
+            return INTERNAL_ERROR
 
 
 @click.group(
@@ -197,7 +220,8 @@ data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Folder with the dataset files (default: BPTRAIN_DATA_DIR, then ~/.cache/bptrain).",
+    help="The dataset's folder when it already holds the four files, else a cache root "
+    "(files go to DIR/<dataset>/). Default: BPTRAIN_DATA_DIR, then ~/.cache/bptrain.",
 )
 mirror_option = click.option(
     "--mirror",
@@ -355,6 +379,7 @@ def train(
                 "config stored in its checkpoint; change it with --set)"
             )
         ckpt = checkpoint.load(resume)
+        _check_resume_overrides(overrides, ckpt)
         loaded = load_config(resume, overrides, raw=ckpt.meta.get("config", {}))
         seed = int(ckpt.meta["seed"])
     else:
@@ -372,6 +397,7 @@ def train(
     if cfg.seed is None:
         log(f"no seed in the config; drew seed {seed} (recorded in the checkpoint and summary)")
     out_path = Path(out) if out else (Path(resume) if resume else _default_out(loaded.name))
+    checkpoint.check_writable(out_path)  # before minutes of loading and training, not after
     dataset = experiment.load_dataset(
         cfg, data_dir=data_dir, mirrors=mirrors, offline=offline or None, quiet=OPTIONS.quiet
     )
@@ -389,6 +415,29 @@ def train(
         f"checkpoint {out_path}"
     )
     _train(run, out_path, target_accuracy)
+
+
+# What a resumed run may change: how long and how it is trained and evaluated, and where the
+# data is. The model, optimizer, seed and data split are fixed by the checkpoint.
+RESUMABLE = ("train.", "data.dir", "data.mirrors")
+
+
+def _check_resume_overrides(overrides: tuple[str, ...], ckpt: checkpoint.Checkpoint) -> None:
+    for text in overrides:
+        key = text.partition("=")[0].strip()
+        if not key.startswith(RESUMABLE):
+            raise ConfigError(
+                f"--set {key}: a resumed run cannot change this (only train.*, data.dir, "
+                "data.mirrors)",
+                hint="start a new run with the changed config instead",
+            )
+        mid_epoch = ckpt.meta.get("train_state", {}).get("step", 0) > 0
+        if key == "train.batch_size" and mid_epoch:
+            raise ConfigError(
+                "--set train.batch_size: the checkpoint stopped mid-epoch, in batches of the "
+                "old size",
+                hint="resume with the same batch size",
+            )
 
 
 def _train(run: experiment.Run, out_path: Path, target_accuracy: float | None) -> None:
@@ -542,6 +591,10 @@ def eval_command(
         raise checkpoint.CheckpointError(
             f"checkpoint {checkpoint_path}: its stored config is unusable ({error})"
         ) from None
+    stored_folder = ckpt.meta.get("data", {}).get("folder")
+    if data_dir is None and loaded.config.data.dir is None and stored_folder:
+        # Where training read its data; load() still verifies every file there.
+        data_dir = stored_folder if Path(stored_folder).is_dir() else None
     dataset = experiment.load_dataset(
         loaded.config,
         data_dir=data_dir,
@@ -631,6 +684,12 @@ def gradcheck_command(
         )
     except ConfigError as error:
         raise loaded.locate(error) from None
+    if batch_size < 2 and any(type(layer).__name__ == "BatchNorm" for layer in network.layers):
+        raise ConfigError(
+            "--batch-size 1 with batch_norm: a batch of one normalizes to zero and every "
+            "gradient before it vanishes",
+            hint="use --batch-size 2 or more (default 4)",
+        )
     x = rng.random((batch_size, *input_shape))
     t = rng.integers(0, classes, batch_size)
     report = gradcheck.check_network(network, x, t, tolerance=tolerance, coords=coords, rng=rng)
@@ -639,6 +698,12 @@ def gradcheck_command(
         debug(
             f"{p.name:>8} {p.max_relative_error:.2e} at {p.worst_index} "
             f"({p.checked} checked, {p.skipped_kinks} skipped near kinks)"
+        )
+    if report.unchecked:
+        raise CheckFailed(
+            f"gradient check inconclusive: no point of {', '.join(report.unchecked)} could be "
+            "compared (every step flipped a ReLU or max-pool kink)",
+            hint="try another --set seed=N or a larger --coords",
         )
     if not report.ok:
         worst = report.worst

@@ -47,6 +47,10 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[str, int]]:
         where = f"{source}:{mark.line + 1}" if mark else source
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigError(f"invalid YAML: {problem}", path=where) from None
+    except (TypeError, RecursionError) as error:  # a list as a key; a self-referencing alias
+        raise ConfigError(
+            f"unsupported YAML ({error})", path=source, hint="use plain mappings, lists and scalars"
+        ) from None
     finally:
         loader.dispose()
     return data, lines
@@ -159,6 +163,8 @@ _RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
 
 def _check_section(cls: type, raw: Any, path: str) -> list[ConfigError]:
     """Unknown keys, wrong types and broken value rules of one dataclass section."""
+    if raw is None:  # `train:` with nothing under it means the defaults
+        return []
     if not isinstance(raw, Mapping):
         return [ConfigError(f"expected a mapping, got {raw!r}", path=path)]
     hints = typing.get_type_hints(cls)
@@ -204,7 +210,7 @@ def _check_parts(raw: Mapping[str, Any]) -> list[ConfigError]:
     from .data import DATASETS  # the data layer owns the dataset table
 
     errors: list[ConfigError] = []
-    model = raw.get("model", {})
+    model = raw.get("model") or {}
     if isinstance(model, Mapping):
         layers = model.get("layers", [])
         if isinstance(layers, list):
@@ -282,8 +288,13 @@ class LoadedConfig:
             return error
         path = error.path
         while path and path not in self.lines:
-            path = re.sub(r"(\.[^.\[\]]*|\[\d+\])$", "", path)
-        where = f"{self.source}:{self.lines[path]}: " if path else f"{self.source}: "
+            parent = re.sub(r"(\.[^.\[\]]*|\[\d+\])$", "", path)
+            path = "" if parent == path else parent  # a top-level key has no parent
+        line = self.lines.get(path) if path else None
+        if line == SET_LINE:
+            where = "--set "
+        else:
+            where = f"{self.source}:{line}: " if line else f"{self.source}: "
         return ConfigError(error.message, path=where + error.path, hint=error.hint)
 
 
@@ -323,6 +334,8 @@ def read_source(name: str | None, stdin_text: typing.Callable[[], str]) -> tuple
     )
 
 
+SET_LINE = 0  # the "line" of a value that came from --set rather than from the file
+
 _SET_KEY = re.compile(r"^[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[\d+\])*$")
 
 
@@ -342,10 +355,21 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     return parts, parsed
 
 
-def apply_overrides(raw: Any, overrides: Iterable[str]) -> Any:
-    """Set each KEY=VALUE into the raw config, creating mappings on the way as needed."""
+def apply_overrides(raw: Any, overrides: Iterable[str], lines: dict[str, int] | None = None) -> Any:
+    """Set each KEY=VALUE into the raw config, creating mappings on the way as needed.
+
+    In `lines`, the overridden paths are marked SET_LINE: their errors point at --set, not at
+    the line of the file whose value was replaced.
+    """
     for text in overrides:
         parts, value = parse_override(text)
+        if lines is not None:
+            key = _dotted(parts)
+            for known in [k for k in lines if k == key or k.startswith((key + ".", key + "["))]:
+                del lines[known]
+            for depth in range(1, len(parts) + 1):  # mappings --set creates come from it too
+                lines.setdefault(_dotted(parts[:depth]), SET_LINE)
+            lines[key] = SET_LINE
         node = raw
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
@@ -383,7 +407,11 @@ def load_config(
         data, lines, source, run_name = _plain(raw), {}, name or "<checkpoint>", name or "resumed"
     if data is None:
         data = {}
-    data = apply_overrides(data, overrides)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: a config must be a mapping with keys seed, data, model, optimizer, train"
+        )
+    data = apply_overrides(data, overrides, lines)
     loaded = LoadedConfig(Config(), source, lines, run_name)
     try:
         loaded.config = from_dict(data)

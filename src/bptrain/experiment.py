@@ -77,7 +77,11 @@ class Run:
             "input_shape": list(self.network.input_shape),
             "num_classes": int(self.dataset.num_classes),
             "class_names": list(self.dataset.class_names),
-            "data": {"dataset": self.dataset.name, "checksums": dict(self.dataset.checksums)},
+            "data": {
+                "dataset": self.dataset.name,
+                "checksums": dict(self.dataset.checksums),
+                "folder": str(self.dataset.folder),
+            },
             **extra,
         }
 

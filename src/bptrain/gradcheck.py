@@ -105,6 +105,8 @@ class ParamCheck:
             "shape": list(self.shape),
             "max_relative_error": self.max_relative_error,
             "worst_index": list(self.worst_index),
+            "checked": self.checked,
+            "skipped_kinks": self.skipped_kinks,
         }
 
 
@@ -120,8 +122,14 @@ class GradcheckReport:
         return max((p.max_relative_error for p in self.parameters), default=0.0)
 
     @property
+    def unchecked(self) -> list[str]:
+        """Parameters where no point could be compared (every step flipped a kink)."""
+        return [p.name for p in self.parameters if p.checked == 0]
+
+    @property
     def ok(self) -> bool:
-        return self.max_relative_error <= self.tolerance
+        """Every parameter was compared somewhere, and every error is within tolerance."""
+        return not self.unchecked and self.max_relative_error <= self.tolerance
 
     @property
     def worst(self) -> ParamCheck | None:

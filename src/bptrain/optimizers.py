@@ -73,8 +73,8 @@ class Optimizer:
     def __init__(
         self, lr: float = 0.01, weight_decay: float = 0.0, clip_norm: float | None = None
     ) -> None:
-        if not lr > 0:
-            raise ConfigError(f"must be > 0, got {lr}", path="lr")
+        if not 0 < lr < math.inf:
+            raise ConfigError(f"must be a finite number > 0, got {lr}", path="lr")
         if not weight_decay >= 0:
             raise ConfigError(f"must be >= 0, got {weight_decay}", path="weight_decay")
         if clip_norm is not None and not clip_norm > 0:

@@ -77,7 +77,7 @@ def describe(annotation: Any) -> str:
     if annotation is type(None):
         return "null"
     if origin is not None:
-        return getattr(origin, "__name__", str(annotation))
+        return "list" if origin in (tuple, list) else getattr(origin, "__name__", str(annotation))
     return getattr(annotation, "__name__", str(annotation))
 
 
