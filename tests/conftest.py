@@ -58,6 +58,14 @@ def idx_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def isolated_env(monkeypatch, tmp_path):
+    """No BPTRAIN_* settings or proxies leak into data tests; a throwaway XDG cache."""
+    from data_helpers import isolate_env
+
+    isolate_env(monkeypatch, tmp_path)
+
+
+@pytest.fixture
 def server():
     """A loopback HTTP server (data_helpers.LoopbackServer) for the test's duration."""
     from data_helpers import LoopbackServer

@@ -21,7 +21,6 @@ from data_helpers import (
     files_in,
     gz,
     idx_bytes,
-    isolate_env,
     make_info,
     sha256,
     synthetic_files,
@@ -33,9 +32,7 @@ FILES = synthetic_files()
 INFO = make_info(FILES)
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_env(monkeypatch, tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 # ---------------------------------------------------------------- where the cache is

@@ -24,7 +24,6 @@ from data_helpers import (
     closed_port_url,
     files_in,
     gz,
-    isolate_env,
     make_info,
     sequence,
     serve,
@@ -41,9 +40,7 @@ FILES = synthetic_files()
 INFO = make_info(FILES)
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_env(monkeypatch, tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 def cache(tmp_path: Path) -> Path:

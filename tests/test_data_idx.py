@@ -17,17 +17,13 @@ from data_helpers import (
     TRAIN_LABELS,
     gz,
     idx_bytes,
-    isolate_env,
     make_info,
     sha256,
     synthetic_files,
     write_files,
 )
 
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_env(monkeypatch, tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 IMAGES = np.arange(3 * 28 * 28, dtype=np.uint64).reshape(3, 28, 28).astype(np.uint8)

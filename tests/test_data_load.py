@@ -18,7 +18,6 @@ from data_helpers import (
     TRAIN_LABELS,
     LoopbackServer,
     files_in,
-    isolate_env,
     make_info,
     serve,
     sha256,
@@ -30,9 +29,7 @@ FILES = synthetic_files(n_train=12, n_test=5)
 INFO = make_info(FILES)
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_env(monkeypatch, tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 def pixels(name: str) -> np.ndarray:
