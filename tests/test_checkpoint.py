@@ -20,6 +20,16 @@ SPECS = [
 ]
 
 
+INFO = checkpoint.RunInfo(
+    config={"seed": 0},
+    seed=0,
+    input_shape=(5,),
+    num_classes=3,
+    class_names=("a", "b", "c"),
+    dataset="idx",
+)
+
+
 def trained(seed=0, epochs=1):
     rng = np.random.default_rng(seed)
     net = Network.from_specs(SPECS, (5,), rng=rng)
@@ -32,10 +42,10 @@ def trained(seed=0, epochs=1):
 
 def test_round_trip_restores_everything_exactly(tmp_path):
     net, opt, state, rng = trained()
-    path = checkpoint.save(tmp_path / "c.npz", net, opt, state, rng, {"seed": 0, "note": "x"})
+    path = checkpoint.save(tmp_path / "c.npz", net, opt, state, rng, INFO, metrics={"note": "x"})
     ckpt = checkpoint.load(path)
     assert ckpt.meta["format_version"] == checkpoint.FORMAT_VERSION
-    assert ckpt.meta["numpy_version"] == np.__version__ and ckpt.meta["note"] == "x"
+    assert ckpt.meta["numpy_version"] == np.__version__ and ckpt.metrics["note"] == "x"
     other, other_opt, _, other_rng = trained(seed=1)
     restored = checkpoint.restore_training(ckpt, other, other_opt, other_rng)
     for name in net.params:
@@ -50,7 +60,7 @@ def test_round_trip_restores_everything_exactly(tmp_path):
 
 def test_the_file_holds_no_pickles(tmp_path):
     net, opt, state, rng = trained()
-    path = checkpoint.save(tmp_path / "c.npz", net, opt, state, rng, {})
+    path = checkpoint.save(tmp_path / "c.npz", net, opt, state, rng, INFO)
     with np.load(path, allow_pickle=False) as npz:  # would raise on any object array
         assert all(npz[name].dtype != object for name in npz.files)
     meta = json.loads(np.load(path)["__meta__"].tobytes())
@@ -66,7 +76,7 @@ class _Bomb:
 
 def test_a_failed_write_never_replaces_the_existing_checkpoint(tmp_path):
     net, opt, state, rng = trained()
-    path = checkpoint.save(tmp_path / "c.npz", net, opt, state, rng, {"run": 1})
+    path = checkpoint.save(tmp_path / "c.npz", net, opt, state, rng, INFO)
     before = path.read_bytes()
     with pytest.raises(KeyboardInterrupt):
         checkpoint._write_atomically(path, {"a": np.zeros(3), "b": _Bomb()})
@@ -79,7 +89,7 @@ def test_unwritable_destination_is_a_checkpoint_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(CheckpointError, match="cannot write checkpoint"):
-        checkpoint.save(blocker / "c.npz", net, opt, state, rng, {})
+        checkpoint.save(blocker / "c.npz", net, opt, state, rng, INFO)
 
 
 @pytest.mark.parametrize(
@@ -96,7 +106,7 @@ def test_unwritable_destination_is_a_checkpoint_error(tmp_path):
 )
 def test_damaged_checkpoints_are_refused_clearly(tmp_path, damage, message):
     net, opt, state, rng = trained()
-    path = checkpoint.save(tmp_path / "c.npz", net, opt, state, rng, {})
+    path = checkpoint.save(tmp_path / "c.npz", net, opt, state, rng, INFO)
     if damage == "missing":
         path.unlink()
     elif damage == "empty":
@@ -123,7 +133,7 @@ def test_damaged_checkpoints_are_refused_clearly(tmp_path, damage, message):
 
 def test_shape_dtype_and_key_mismatches_are_refused(tmp_path):
     net, opt, state, rng = trained()
-    path = checkpoint.save(tmp_path / "c.npz", net, opt, state, rng, {})
+    path = checkpoint.save(tmp_path / "c.npz", net, opt, state, rng, INFO)
     ckpt = checkpoint.load(path)
     wider = Network.from_specs([{"type": "affine", "units": 9}, *SPECS[1:]], (5,))
     with pytest.raises(CheckpointError, match=r"0\.W is float32\[5, 8\]"):
@@ -141,7 +151,7 @@ def test_shape_dtype_and_key_mismatches_are_refused(tmp_path):
 
 def test_best_weights_are_kept_beside_the_last(tmp_path):
     net, opt, state, rng = trained(epochs=3)
-    path = checkpoint.save(tmp_path / "c.npz", net, opt, state, rng, {})
+    path = checkpoint.save(tmp_path / "c.npz", net, opt, state, rng, INFO)
     ckpt = checkpoint.load(path)
     assert set(ckpt.group("best")) == set(net.params) | set(net.buffers)
     fresh = Network.from_specs(SPECS, (5,))

@@ -473,9 +473,9 @@ def test_the_progress_bar_shows_on_a_terminal_only(tmp_path, config_file):
     stdout, stderr = _stderr_through_a_terminal("train", config_file, "--out", out)
     assert "batch" in stderr and "samples/s" in stderr  # tqdm: batches, loss, throughput
     assert [r["event"] for r in records(stdout)][-1] == "summary"  # stdout stays JSON only
-    _, quiet = _stderr_through_a_terminal("-q", "train", config_file, "--out", out)
+    _, quiet = _stderr_through_a_terminal("-q", "train", config_file, "--out", out, "--overwrite")
     assert "batch" not in quiet and "epoch 1/3" not in quiet
-    piped = invoke("train", config_file, "--out", out)
+    piped = invoke("train", config_file, "--out", out, "--overwrite")
     assert "batch" not in piped.stderr and "epoch 1/3" in piped.stderr
 
 

@@ -1,37 +1,84 @@
 """Checkpoints: one .npz with parameters, optimizer and loop state, and a JSON metadata entry.
 
-Written to a temp file beside the target, read back, fsynced and renamed over the target, so an
-existing checkpoint is only ever replaced by one that loads. Read with allow_pickle=False.
+The only module that writes or reads the checkpoint's schema: other modules use the typed
+accessors of `Checkpoint` and `RunInfo`. Writes go to a temp file beside the target, are read
+back (with every check a load makes), fsynced and renamed over the target, so an existing
+checkpoint is only ever replaced by one that loads. Reads never unpickle (allow_pickle=False),
+check each entry's header against its size before allocating, validate every metadata field,
+and compare a digest of the metadata and the arrays' layout, so a hand-edited file is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import math
 import os
-import tempfile
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import __version__
+from .checkpoint_schema import validate_meta
 from .errors import CheckpointError
 from .network import Network
 from .optimizers import Optimizer
-from .train import TrainState
+from .train import TrainState, steps_per_epoch
 
 FORMAT = "bptrain-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: digest, validated schema
 META_KEY = "__meta__"
 # Array groups inside the .npz: "<group>/<name>".
 GROUPS = ("param", "buffer", "optim", "best", "state")
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with entries; an empty zip
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run records about itself once: enough to rebuild its model and find its data."""
+
+    config: dict[str, Any]  # the resolved config, seed included
+    seed: int
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: tuple[str, ...]
+    dataset: str
+    checksums: dict[str, str] = field(default_factory=dict)
+    folder: str | None = None
+
+    def to_meta(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "seed": self.seed,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "data": {"dataset": self.dataset, "checksums": self.checksums, "folder": self.folder},
+        }
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> RunInfo:
+        data = meta["data"]
+        return cls(
+            config=dict(meta["config"]),
+            seed=int(meta["seed"]),
+            input_shape=tuple(meta["input_shape"]),
+            num_classes=int(meta["num_classes"]),
+            class_names=tuple(meta["class_names"]),
+            dataset=data["dataset"],
+            checksums=dict(data["checksums"]),
+            folder=data["folder"],
+        )
 
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: metadata plus array groups."""
+    """A loaded, validated checkpoint: metadata plus array groups."""
 
     path: Path
     meta: dict[str, Any]
@@ -40,8 +87,41 @@ class Checkpoint:
     def group(self, name: str) -> dict[str, np.ndarray]:
         return self.arrays.get(name, {})
 
+    @property
+    def info(self) -> RunInfo:
+        return RunInfo.from_meta(self.meta)
 
-def _state_meta(state: TrainState) -> dict[str, Any]:
+    @property
+    def complete(self) -> bool:
+        """True once the run finished and was tested; False while it can be resumed."""
+        return bool(self.meta["complete"])
+
+    @property
+    def weights(self) -> str:
+        """The weights the summary was tested with: 'last' or 'best'."""
+        return str(self.meta["weights"])
+
+    @property
+    def epochs(self) -> int:
+        """Epochs completed."""
+        return int(self.meta["train_state"]["epoch"])
+
+    @property
+    def step(self) -> int:
+        """Mini-batches completed in the unfinished epoch (0 at an epoch boundary)."""
+        return int(self.meta["train_state"]["step"])
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return list(self.meta["history"])
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.meta["metrics"])
+
+
+def state_to_dict(state: TrainState) -> dict[str, Any]:
+    """The loop state's scalars (its arrays go into the .npz as entries)."""
     return {
         "epoch": state.epoch,
         "step": state.step,
@@ -56,71 +136,127 @@ def _state_meta(state: TrainState) -> dict[str, Any]:
     }
 
 
+def state_from_dict(s: Mapping[str, Any], history: list[dict[str, Any]]) -> TrainState:
+    """The inverse of state_to_dict (the metadata was validated on load)."""
+    return TrainState(
+        epoch=int(s["epoch"]),
+        step=int(s["step"]),
+        loss_sum=float(s["loss_sum"]),
+        correct=int(s["correct"]),
+        seen=int(s["seen"]),
+        seconds=float(s["seconds"]),
+        history=[dict(r) for r in history],
+        best_val_accuracy=s["best_val_accuracy"],
+        best_epoch=s["best_epoch"],
+        stale_epochs=int(s["stale_epochs"]),
+        stopped_early=bool(s["stopped_early"]),
+    )
+
+
+def _finite(value: Any) -> Any:
+    """NaN or infinity as null: JSON has no such numbers (a diverged metric must not crash)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def digest(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of the metadata (without its digest) and each entry's name, dtype and shape."""
+    layout = sorted((name, a.dtype.str, list(a.shape)) for name, a in arrays.items())
+    body = {k: v for k, v in meta.items() if k != "digest"}
+    text = json.dumps([body, layout], sort_keys=True, allow_nan=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def save(
     path: str | Path,
     network: Network,
     optimizer: Optimizer,
     state: TrainState,
     rng: np.random.Generator,
-    meta: dict[str, Any],
+    info: RunInfo,
+    *,
+    complete: bool = False,
+    weights: str = "last",
+    metrics: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically; the metadata gets format, versions, loop and RNG state."""
     path = Path(path)
-    full_meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "bptrain_version": __version__,
-        "numpy_version": np.__version__,
-        **meta,
-        "train_state": _state_meta(state),
-        "history": state.history,
-        "rng_state": rng.bit_generator.state,
-    }
-    arrays: dict[str, np.ndarray] = {
-        META_KEY: np.frombuffer(json.dumps(full_meta, allow_nan=False).encode(), dtype=np.uint8)
-    }
+    arrays: dict[str, np.ndarray] = {}
     arrays.update({f"param/{k}": v for k, v in network.params.items()})
     arrays.update({f"buffer/{k}": v for k, v in network.buffers.items()})
     arrays.update({f"optim/{k}": v for k, v in optimizer.state_dict().items()})
     arrays.update({f"best/{k}": v for k, v in (state.best_params or {}).items()})
     if state.order is not None:
         arrays["state/order"] = state.order
+    meta = _finite(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "bptrain_version": __version__,
+            "numpy_version": np.__version__,
+            **info.to_meta(),
+            "weights": weights,
+            "complete": complete,
+            "metrics": dict(metrics or {}),
+            "train_state": state_to_dict(state),
+            "history": state.history,
+            "rng_state": rng.bit_generator.state,
+        }
+    )
+    meta["digest"] = digest(meta, arrays)
+    arrays[META_KEY] = np.frombuffer(json.dumps(meta, allow_nan=False).encode(), dtype=np.uint8)
     _write_atomically(path, arrays)
     return path
 
 
-def check_writable(path: Path) -> None:
-    """Fail early, with a CheckpointError, when a checkpoint could not be written at `path`."""
-    if path.is_dir():
-        raise CheckpointError(f"--out {path} is a folder", hint="give a file path ending in .npz")
+def temp_name(path: Path) -> Path:
+    """A temp file beside `path` carrying our pid, so a later save can tell a dead writer's."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete temp files of earlier saves to `path` whose writer is gone (killed mid-save)."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split(".")[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftovers: this process writes one save at a time
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as error:
-        raise CheckpointError(
-            f"cannot write checkpoint {path}: {error.strerror or error}",
-            hint="choose another --out path",
-        ) from None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = temp_name(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        remove_stale_temps(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
     except OSError as error:
         raise CheckpointError(
             f"cannot write checkpoint {path}: {error.strerror or error}",
             hint="choose another --out path",
         ) from None
-    tmp = Path(tmp_name)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is a normal file
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
-        load(tmp)  # never put a checkpoint under its final name that does not read back
+        _read_back(tmp, path)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as error:
@@ -132,10 +268,15 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _read_back(tmp: Path, path: Path) -> None:
+    """Never put a checkpoint under its final name that does not load (the old one stays)."""
+    try:
+        load(tmp)
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"not saving checkpoint {path}: the written file does not read back "
+            f"({error.message.replace(str(tmp), 'it')}); {path} is unchanged"
+        ) from None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -151,29 +292,92 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
 def load(path: str | Path) -> Checkpoint:
-    """Read and sanity-check a checkpoint file (no pickle, known format and version)."""
+    """Read and check a checkpoint: no pickle, sizes, format, digest, schema, finite weights."""
     path = Path(path)
+    files = _read_entries(path)
+    if META_KEY not in files:
+        raise CheckpointError(
+            f"checkpoint {path} has no {META_KEY} entry", hint="it was not written by bptrain"
+        )
+    meta = _parse_meta(path, files.pop(META_KEY))
+    arrays = _grouped(path, files)
+    if meta.get("digest") != digest(meta, files):
+        raise CheckpointError(
+            f"checkpoint {path}: its metadata or entries were changed after it was written "
+            "(the digest does not match)",
+            hint="use the file as bptrain wrote it; an edited checkpoint is not trusted",
+        )
+    problem = validate_meta(meta)
+    if problem:
+        raise CheckpointError(f"checkpoint {path}: invalid metadata: {problem}")
+    _check_arrays(path, arrays)
+    return Checkpoint(path, meta, arrays)
+
+
+def _read_entries(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} does not exist",
             hint="give the path printed in the training summary",
         )
     try:
-        # Opening the file ourselves closes it even when numpy gives up on a damaged archive.
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
-            files = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as error:
+        with open(path, "rb") as handle:
+            if handle.read(4) not in _ZIP_MAGIC:
+                raise CheckpointError(
+                    f"checkpoint {path} is not a readable .npz file: not a zip archive",
+                    hint="a bptrain checkpoint is the .npz file that train wrote",
+                )
+            handle.seek(0)
+            with zipfile.ZipFile(handle) as archive:
+                return {
+                    _entry_name(path, i): _read_entry(path, archive, i) for i in archive.infolist()
+                }
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as error:
         raise CheckpointError(
             f"checkpoint {path} is not a readable .npz file ({error})",
             hint="it may be truncated or not a bptrain checkpoint",
         ) from None
-    if META_KEY not in files:
-        raise CheckpointError(
-            f"checkpoint {path} has no {META_KEY} entry", hint="it was not written by bptrain"
+
+
+def _entry_name(path: Path, info: zipfile.ZipInfo) -> str:
+    if not info.filename.endswith(".npy"):
+        raise CheckpointError(f"checkpoint {path} has an unexpected entry {info.filename!r}")
+    return info.filename[: -len(".npy")]
+
+
+def _read_entry(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One .npy entry; its header must agree with its size before anything is allocated."""
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
         )
+        shape, _, dtype = read_header(f)
+        header = f.tell()
+    name = info.filename[: -len(".npy")]
+    # Object arrays have no fixed size; allow_pickle=False below is what refuses them.
+    if not dtype.hasobject:
+        claimed = math.prod(shape) * dtype.itemsize
+        if claimed != info.file_size - header:
+            raise CheckpointError(
+                f"checkpoint {path}: entry {name} claims {dtype}{list(shape)} "
+                f"({claimed:,} bytes) but holds {info.file_size - header:,} bytes",
+                hint="the file is damaged or was not written by bptrain",
+            )
+    with archive.open(info) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
+def _parse_meta(path: Path, raw: np.ndarray) -> dict[str, Any]:
     try:
-        meta = json.loads(files.pop(META_KEY).tobytes().decode())
+        meta = json.loads(raw.tobytes().decode())
     except (ValueError, UnicodeDecodeError) as error:
         raise CheckpointError(f"checkpoint {path}: metadata is not valid JSON ({error})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -184,13 +388,37 @@ def load(path: str | Path) -> Checkpoint:
             f"this bptrain reads version {FORMAT_VERSION}",
             hint=f"use the bptrain version that wrote it ({meta.get('bptrain_version')})",
         )
+    return meta
+
+
+def _grouped(path: Path, files: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     arrays: dict[str, dict[str, np.ndarray]] = {g: {} for g in GROUPS}
     for name, value in files.items():
         group, _, key = name.partition("/")
         if group not in arrays or not key:
             raise CheckpointError(f"checkpoint {path} has an unexpected entry {name!r}")
         arrays[group][key] = value
-    return Checkpoint(path, meta, arrays)
+    return arrays
+
+
+def _check_arrays(path: Path, arrays: dict[str, dict[str, np.ndarray]]) -> None:
+    """Weights are finite floats; the sample order is a 1-D integer array."""
+    for group in ("param", "buffer", "best", "optim"):
+        for key, value in arrays[group].items():
+            if value.dtype.kind not in "fiu":
+                raise CheckpointError(f"checkpoint {path}: {group}/{key} is not numeric")
+            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                raise CheckpointError(f"checkpoint {path}: {group}/{key} holds non-finite values")
+    order = arrays["state"].get("order")
+    if order is not None and (order.ndim != 1 or order.dtype.kind not in "iu"):
+        raise CheckpointError(
+            f"checkpoint {path}: state/order is {order.dtype}{list(order.shape)}, "
+            "not a list of sample indices"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Restoring
 
 
 def _copy_into(
@@ -236,41 +464,69 @@ def restore_network(network: Network, ckpt: Checkpoint, weights: str = "last") -
 
 
 def restore_training(
-    ckpt: Checkpoint, network: Network, optimizer: Optimizer, rng: np.random.Generator
+    ckpt: Checkpoint,
+    network: Network,
+    optimizer: Optimizer,
+    rng: np.random.Generator,
+    rows: np.ndarray | None = None,
+    batch_size: int | None = None,
 ) -> TrainState:
-    """Everything needed to continue exactly: weights, optimizer, generator and loop state."""
+    """Everything needed to continue exactly: weights, optimizer, generator and loop state.
+
+    With the training `rows` and `batch_size`, the stored sample order and step are checked
+    against them (a resumed run must fit the data it resumes on).
+    """
     restore_network(network, ckpt)
-    optim = ckpt.group("optim")
+    _restore_optimizer(ckpt, optimizer, network)
     try:
-        expected = {k: v for k, v in optimizer.state_dict().items()}
-        for key, value in optim.items():
-            if key in expected and expected[key].shape != value.shape:
-                raise CheckpointError(
-                    f"checkpoint {ckpt.path}: optimizer state {key} has shape "
-                    f"{value.shape}, expected {expected[key].shape}"
-                )
-        optimizer.load_state_dict(optim)
         rng.bit_generator.state = ckpt.meta["rng_state"]
-        s = ckpt.meta["train_state"]
-        state = TrainState(
-            epoch=int(s["epoch"]),
-            step=int(s["step"]),
-            loss_sum=float(s["loss_sum"]),
-            correct=int(s["correct"]),
-            seen=int(s["seen"]),
-            seconds=float(s["seconds"]),
-            history=list(ckpt.meta["history"]),
-            best_val_accuracy=s["best_val_accuracy"],
-            best_epoch=s["best_epoch"],
-            stale_epochs=int(s["stale_epochs"]),
-            stopped_early=bool(s["stopped_early"]),
-        )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(
-            f"checkpoint {ckpt.path}: training state is incomplete ({error})",
-            hint="it cannot be resumed; start a new run",
+            f"checkpoint {ckpt.path}: its random generator state is unusable ({error})"
         ) from None
+    state = state_from_dict(ckpt.meta["train_state"], ckpt.history)
     state.order = ckpt.group("state").get("order")
+    if rows is not None and batch_size is not None:
+        _check_position(ckpt, state, rows, batch_size)
     best = ckpt.group("best")
     state.best_params = {k: v.copy() for k, v in best.items()} if best else None
     return state
+
+
+def _restore_optimizer(ckpt: Checkpoint, optimizer: Optimizer, network: Network) -> None:
+    """Each stored slot must be `<param>.<slot>` of this network and optimizer, shaped alike."""
+    stored = ckpt.group("optim")
+    steps = stored.get("steps")
+    good_steps = steps is not None and steps.shape == () and steps.dtype.kind in "iu"
+    problems = [] if good_steps and int(steps) >= 0 else ["steps"]
+    for key, value in stored.items():
+        if key == "steps":
+            continue
+        name, _, slot = key.rpartition(".")
+        param = network.params.get(name)
+        if param is None or slot not in optimizer.slots:
+            problems.append(key)
+        elif value.shape != param.shape or value.dtype != param.dtype:
+            problems.append(f"{key} ({value.dtype}{list(value.shape)})")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {ckpt.path}: its optimizer state does not fit {optimizer!r} "
+            f"(unexpected or misshaped: {', '.join(problems)})",
+            hint="was it written for another config?",
+        )
+    optimizer.load_state_dict(stored)
+
+
+def _check_position(ckpt: Checkpoint, state: TrainState, rows: np.ndarray, batch_size: int) -> None:
+    """The stored step and sample order must fit the training rows they continue on."""
+    steps = steps_per_epoch(len(rows), batch_size)
+    order = state.order
+    fits = state.step <= steps and (state.step == 0 or order is not None)
+    if order is not None:
+        fits = fits and order.shape[0] == len(rows) and bool(np.isin(order, rows).all())
+    if not fits:
+        raise CheckpointError(
+            f"checkpoint {ckpt.path}: its position (step {state.step} of {steps}) and sample "
+            "order do not fit this training set",
+            hint="was it written for another config or data?",
+        )

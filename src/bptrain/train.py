@@ -202,6 +202,13 @@ def _finish_epoch(
     if val is not None and val[0].shape[0] > 0:
         val_loss, predictions = network.evaluate(*val)
         val_accuracy = float(np.mean(predictions == labels_of(val[1])))
+        if not math.isfinite(val_loss):  # finite weights whose outputs overflow: diverged too
+            raise DivergedError(
+                f"training diverged at epoch {state.epoch + 1}: the validation loss is "
+                f"{val_loss} (the outputs overflow although every weight is finite)",
+                hint=f"lower optimizer.lr (now {optimizer.lr:g}), e.g. --set optimizer.lr="
+                f"{optimizer.lr / 10:g}",
+            )
     state.epoch += 1
     if val_accuracy is not None:
         if state.best_val_accuracy is None or val_accuracy > state.best_val_accuracy:

@@ -1,0 +1,160 @@
+"""The checkpoint metadata's schema: every field, its type and range, checked on every load.
+
+A checkpoint's JSON can be damaged or edited; each problem found here becomes one clear
+CheckpointError (exit 4) instead of a crash deep inside a resume or an evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Check = Callable[[Any], str | None]  # None when the value is fine, else what it should be
+
+
+def _integer(minimum: int = 0, maximum: int = 2**63 - 1) -> Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok and minimum <= value <= maximum else f"an integer >= {minimum}"
+
+    return check
+
+
+def _number(minimum: float | None = None) -> Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and (minimum is None or value >= minimum):
+            return None
+        return "a number" if minimum is None else f"a number >= {minimum:g}"
+
+    return check
+
+
+def _of_type(kind: type, name: str) -> Check:
+    return lambda value: None if isinstance(value, kind) else name
+
+
+def _optional(check: Check) -> Check:
+    def optional(value: Any) -> str | None:
+        problem = check(value) if value is not None else None
+        return f"{problem} or null" if problem else None
+
+    return optional
+
+
+def _one_of(*choices: Any) -> Check:
+    return lambda value: None if value in choices else "one of " + ", ".join(map(repr, choices))
+
+
+def _list_of(check: Check, name: str, nonempty: bool = False) -> Check:
+    def check_list(value: Any) -> str | None:
+        good = isinstance(value, list) and (value or not nonempty)
+        return None if good and all(check(v) is None for v in value) else name
+
+    return check_list
+
+
+def _mapping_of(check: Check, name: str) -> Check:
+    def check_mapping(value: Any) -> str | None:
+        good = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        return None if good and all(check(v) is None for v in value.values()) else name
+
+    return check_mapping
+
+
+_STRING = _of_type(str, "a string")
+_BOOL = _of_type(bool, "true or false")
+_MAPPING = _of_type(dict, "a mapping")
+_FRACTION_OR_NULL = _optional(_number(0.0))
+_COUNT = _integer()
+
+TRAIN_STATE: dict[str, Any] = {
+    "epoch": _COUNT,
+    "step": _COUNT,
+    "loss_sum": _number(),
+    "correct": _COUNT,
+    "seen": _COUNT,
+    "seconds": _number(0.0),
+    "best_val_accuracy": _FRACTION_OR_NULL,
+    "best_epoch": _optional(_COUNT),
+    "stale_epochs": _COUNT,
+    "stopped_early": _BOOL,
+}
+EPOCH_RECORD: dict[str, Any] = {
+    "epoch": _integer(1),
+    "train_loss": _optional(_number()),
+    "train_accuracy": _FRACTION_OR_NULL,
+    "val_loss": _optional(_number()),
+    "val_accuracy": _FRACTION_OR_NULL,
+    "lr": _optional(_number()),
+    "seconds": _number(0.0),
+    "samples_per_second": _optional(_number(0.0)),
+}
+DATA: dict[str, Any] = {
+    "dataset": _STRING,
+    "checksums": _mapping_of(_STRING, "a mapping of file names to SHA-256 strings"),
+    "folder": _optional(_STRING),
+}
+META: dict[str, Any] = {
+    "format": _STRING,
+    "format_version": _COUNT,
+    "bptrain_version": _STRING,
+    "numpy_version": _STRING,
+    "config": _MAPPING,
+    "seed": _COUNT,
+    "input_shape": _list_of(_integer(1, 2**31), "a list of sizes >= 1", nonempty=True),
+    "num_classes": _integer(1, 2**31),
+    "class_names": _list_of(_STRING, "a list of strings"),
+    "data": DATA,
+    "weights": _one_of("last", "best"),
+    "complete": _BOOL,
+    "metrics": _MAPPING,
+    "train_state": TRAIN_STATE,
+    "history": [EPOCH_RECORD],
+    "rng_state": _MAPPING,
+    "digest": _STRING,
+}
+
+
+def _problems(value: Any, schema: Any, path: str) -> list[str]:
+    """What is wrong with `value` against `schema` (a check, a mapping, or [item schema])."""
+    if isinstance(schema, Mapping):
+        if not isinstance(value, dict):
+            return [f"{path or 'metadata'} must be a mapping"]
+        found = [f"{path}{key}: missing" for key in schema if key not in value]
+        for key, sub in schema.items():
+            if key in value:
+                found += _problems(value[key], sub, f"{path}{key}.")
+        return found
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return [f"{path.rstrip('.')} must be a list"]
+        return [
+            p for i, item in enumerate(value) for p in _problems(item, schema[0], f"{path}[{i}].")
+        ]
+    problem = schema(value)
+    return [f"{path.rstrip('.')} must be {problem}, got {value!r:.60}"] if problem else []
+
+
+def _consistency(meta: dict[str, Any]) -> list[str]:
+    """Relations between fields that each look fine alone."""
+    state, found = meta["train_state"], []
+    if len(meta["class_names"]) != meta["num_classes"]:
+        found.append("class_names must name num_classes classes")
+    if len(meta["history"]) != state["epoch"]:
+        found.append("history must hold one record per completed epoch")
+    if [r["epoch"] for r in meta["history"]] != list(range(1, state["epoch"] + 1)):
+        found.append("history must number its epochs 1, 2, ...")
+    if state["best_epoch"] is not None and state["best_epoch"] > state["epoch"]:
+        found.append("train_state.best_epoch is after the last epoch")
+    if state["correct"] > state["seen"]:
+        found.append("train_state.correct is larger than train_state.seen")
+    return found
+
+
+def validate_meta(meta: dict[str, Any]) -> str | None:
+    """The first few problems of a checkpoint's metadata, or None when it is sound."""
+    found = _problems(meta, META, "")
+    if not found:
+        found = _consistency(meta)
+    return "; ".join(found[:3]) if found else None

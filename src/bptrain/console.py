@@ -1,0 +1,265 @@
+"""Output: records on stdout, logs and progress on stderr, and errors turned into exit codes.
+
+The only module that writes to stdout or stderr. stdout carries JSON Lines results and nothing
+else; logs go through one logging channel (the "bptrain" logger) whose verbosity -q/-v set.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BptrainError, ExitCode, Interrupted, OutputError, StdoutClosed
+
+LOGGER = logging.getLogger("bptrain")
+log = LOGGER  # the run's modules log through child loggers: logging.getLogger("bptrain.x")
+
+
+@dataclass
+class Options:
+    """The switches every command sees (before or after the subcommand's name)."""
+
+    quiet: bool = False
+    verbose: bool = False
+    traceback: bool = False
+
+
+OPTIONS = Options()
+
+
+def configure(*, quiet: bool = False, verbose: bool = False, traceback: bool = False) -> None:
+    """Turn switches on (never off: `bptrain -q train` and `bptrain train -q` both count)."""
+    OPTIONS.quiet |= quiet
+    OPTIONS.verbose |= verbose
+    OPTIONS.traceback |= traceback
+    _setup_logging()
+
+
+def reset() -> None:
+    """Back to defaults at the start of each command (tests run many in one process)."""
+    OPTIONS.quiet = OPTIONS.verbose = OPTIONS.traceback = False
+    _STDERR.alive = True
+    _setup_logging()
+
+
+# ---------------------------------------------------------------------------------------------
+# stderr: one channel, and a closed stderr is not an error (it only carries logs)
+
+
+class _Stderr:
+    """Writes to stderr; after the first failure (closed or full) it stays silent."""
+
+    alive = True
+
+    def write(self, text: str) -> None:
+        if not self.alive:
+            return
+        try:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            self.alive = False
+            _point_at_devnull(2)
+
+
+_STDERR = _Stderr()
+
+
+class _Handler(logging.Handler):
+    """Plain lines for INFO and DEBUG, `WARNING: ...` above; never raises."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            message = f"{record.levelname}: {message}"
+        _STDERR.write(message + "\n")
+
+
+def _setup_logging() -> None:
+    for handler in list(LOGGER.handlers):
+        LOGGER.removeHandler(handler)
+    LOGGER.addHandler(_Handler())
+    LOGGER.propagate = False
+    level = logging.DEBUG if OPTIONS.verbose else logging.INFO
+    LOGGER.setLevel(logging.CRITICAL + 1 if OPTIONS.quiet else level)
+
+
+def error_line(error: BaseException | str) -> None:
+    """`Error: ...` on stderr, one line per line of the message; shown even with -q."""
+    _STDERR.write("Error: " + str(error).replace("\n", "\nError: ") + "\n")
+
+
+def stderr_text(text: str) -> None:
+    """Text for a person on stderr (help shown for a bare `bptrain`)."""
+    _STDERR.write(text if text.endswith("\n") else text + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# stdout: results only
+
+
+def emit(record: dict[str, Any]) -> None:
+    """Write one JSON Lines record to stdout (never NaN/Infinity) and flush it."""
+    write_stdout(json.dumps(finite(record), allow_nan=False) + "\n")
+
+
+def write_stdout(text: str) -> None:
+    """Results text on stdout; a closed pipe raises StdoutClosed, a full disk OutputError."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _point_at_devnull(1)
+        raise StdoutClosed from None
+    except OSError as error:
+        _point_at_devnull(1)
+        raise OutputError(
+            f"cannot write results to stdout: {error.strerror or error}",
+            hint="check free space where stdout goes" if error.errno == errno.ENOSPC else None,
+        ) from None
+
+
+def _point_at_devnull(fd: int) -> None:
+    # So that Python's final flush at exit cannot fail again.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def finite(value: Any) -> Any:
+    """NaN or infinity would break JSON readers: report them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress: a tqdm bar on a terminal, a line every N seconds elsewhere (CI logs), none with -q
+
+
+class _Bar:
+    """A tqdm bar per epoch on stderr: batches, loss and samples per second."""
+
+    def __init__(self, epochs: int) -> None:
+        from tqdm import tqdm
+
+        self.tqdm, self.epochs, self.bar, self.epoch = tqdm, epochs, None, -1
+
+    def __call__(self, state: Any, steps: int, loss: float) -> None:
+        if self.epoch != state.epoch:
+            self.close()
+            self.epoch, self.started, self.seen0 = state.epoch, time.perf_counter(), state.seen
+            self.bar = self.tqdm(
+                total=steps, initial=state.step - 1, unit="batch", leave=False,
+                desc=f"epoch {state.epoch + 1}/{self.epochs}", file=sys.stderr, dynamic_ncols=True,
+            )  # fmt: skip
+        self.bar.update(1)
+        if state.step % 20 == 0:
+            rate = (state.seen - self.seen0) / max(time.perf_counter() - self.started, 1e-9)
+            self.bar.set_postfix_str(f"loss {loss:.4f}, {rate:,.0f} samples/s", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _Lines:
+    """A progress line every `every` seconds, for stderr that is not a terminal."""
+
+    def __init__(self, epochs: int, every: float) -> None:
+        self.epochs, self.every = epochs, every
+        self.last = time.monotonic()
+        self.started, self.seen0, self.epoch = self.last, 0, -1
+
+    def __call__(self, state: Any, steps: int, loss: float) -> None:
+        now = time.monotonic()
+        if self.epoch != state.epoch:
+            self.epoch, self.started, self.seen0 = state.epoch, now, state.seen
+        if now - self.last < self.every:
+            return
+        self.last = now
+        rate = (state.seen - self.seen0) / max(now - self.started, 1e-9)
+        LOGGER.info(
+            f"epoch {state.epoch + 1}/{self.epochs}: batch {state.step}/{steps}, "
+            f"loss {loss:.4f}, {rate:,.0f} samples/s"
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def progress(epochs: int, every: float = 30.0) -> Any:
+    """The progress callback for a training run, or None (-q, or `every` 0 off a terminal)."""
+    if OPTIONS.quiet or not _STDERR.alive:
+        return None
+    if sys.stderr.isatty():
+        return _Bar(epochs)
+    return _Lines(epochs, every) if every > 0 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors -> exit codes
+
+
+def exit_codes_help() -> str:
+    """The exit-code list for --help (click keeps lines after \\b as they are)."""
+    rows = [f"  {code.value:<4} {code.meaning}" for code in ExitCode]
+    return "\b\nExit codes:\n" + "\n".join(rows) + "\n"
+
+
+def exit_codes_markdown() -> str:
+    """The README's exit-code table."""
+    rows = [f"| {code.value} | {code.meaning} |" for code in ExitCode]
+    return "\n".join(["| code | meaning |", "|---|---|", *rows]) + "\n"
+
+
+def run(main: Callable[[], int | None]) -> int:
+    """Run a command; every failure becomes one `Error:` line and its documented exit code."""
+    try:
+        code = main()
+        return int(code) if isinstance(code, int) else ExitCode.OK
+    except StdoutClosed:
+        return ExitCode.STDOUT_CLOSED
+    except (KeyboardInterrupt, Interrupted) as error:  # KeyboardInterrupt: no handler installed
+        error_line(error if isinstance(error, Interrupted) else "interrupted")
+        return error.exit_code if isinstance(error, Interrupted) else ExitCode.INTERRUPTED
+    except BptrainError as error:
+        _traceback()
+        error_line(error)
+        return error.exit_code
+    except MemoryError:
+        _traceback()
+        error_line(
+            "out of memory (a layer or batch too large for this machine?; try smaller units, "
+            "filters or batch_size)"
+        )
+        return ExitCode.USAGE
+    except Exception as error:  # a bug: still one line, and the way to learn more
+        _traceback()
+        error_line(
+            f"internal error: {type(error).__name__}: {error} (this is a bug in bptrain; "
+            "rerun with --traceback and report it)"
+        )
+        return ExitCode.INTERNAL
+
+
+def _traceback() -> None:
+    if OPTIONS.traceback or OPTIONS.verbose:
+        _STDERR.write(traceback.format_exc())
