@@ -30,6 +30,11 @@ def _number(minimum: float | None = None) -> Check:
     return check
 
 
+def _fraction(value: Any) -> str | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+    return None if ok else "a fraction from 0 to 1"
+
+
 def _of_type(kind: type, name: str) -> Check:
     return lambda value: None if isinstance(value, kind) else name
 
@@ -65,13 +70,14 @@ def _mapping_of(check: Check, name: str) -> Check:
 _STRING = _of_type(str, "a string")
 _BOOL = _of_type(bool, "true or false")
 _MAPPING = _of_type(dict, "a mapping")
-_FRACTION_OR_NULL = _optional(_number(0.0))
+_FRACTION_OR_NULL = _optional(_fraction)
+_LOSS_OR_NULL = _optional(_number(0.0))
 _COUNT = _integer()
 
 TRAIN_STATE: dict[str, Any] = {
     "epoch": _COUNT,
     "step": _COUNT,
-    "loss_sum": _number(),
+    "loss_sum": _number(0.0),
     "correct": _COUNT,
     "seen": _COUNT,
     "seconds": _number(0.0),
@@ -82,11 +88,11 @@ TRAIN_STATE: dict[str, Any] = {
 }
 EPOCH_RECORD: dict[str, Any] = {
     "epoch": _integer(1),
-    "train_loss": _optional(_number()),
+    "train_loss": _LOSS_OR_NULL,
     "train_accuracy": _FRACTION_OR_NULL,
-    "val_loss": _optional(_number()),
+    "val_loss": _LOSS_OR_NULL,
     "val_accuracy": _FRACTION_OR_NULL,
-    "lr": _optional(_number()),
+    "lr": _optional(_number(1e-300)),
     "seconds": _number(0.0),
     "samples_per_second": _optional(_number(0.0)),
 }
@@ -139,16 +145,28 @@ def _problems(value: Any, schema: Any, path: str) -> list[str]:
 def _consistency(meta: dict[str, Any]) -> list[str]:
     """Relations between fields that each look fine alone."""
     state, found = meta["train_state"], []
+    config = meta["config"]
+    if config.get("seed") != meta["seed"]:
+        found.append("seed differs from the config's seed")
+    data = config.get("data")
+    if not isinstance(data, dict) or data.get("dataset", "mnist") != meta["data"]["dataset"]:
+        found.append("data.dataset differs from the config's dataset")
     if len(meta["class_names"]) != meta["num_classes"]:
         found.append("class_names must name num_classes classes")
     if len(meta["history"]) != state["epoch"]:
         found.append("history must hold one record per completed epoch")
-    if [r["epoch"] for r in meta["history"]] != list(range(1, state["epoch"] + 1)):
+    elif [r["epoch"] for r in meta["history"]] != list(range(1, state["epoch"] + 1)):
         found.append("history must number its epochs 1, 2, ...")
     if state["best_epoch"] is not None and state["best_epoch"] > state["epoch"]:
         found.append("train_state.best_epoch is after the last epoch")
     if state["correct"] > state["seen"]:
         found.append("train_state.correct is larger than train_state.seen")
+    if state["step"] == 0 and (state["seen"] or state["correct"]):
+        found.append("train_state counts samples of an epoch that has not started")
+    if state["stale_epochs"] > state["epoch"]:
+        found.append("train_state.stale_epochs is larger than train_state.epoch")
+    if (state["best_epoch"] is None) != (state["best_val_accuracy"] is None):
+        found.append("train_state.best_epoch and best_val_accuracy must be set together")
     return found
 
 

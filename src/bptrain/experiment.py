@@ -209,9 +209,11 @@ def blas_threads(threads: int | None) -> Iterator[None]:
     if threads is None:
         yield
         return
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     with threadpool_limits(limits=threads):
+        counts = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        log.debug(f"BLAS threads: {', '.join(map(str, counts)) or 'no BLAS library found'}")
         yield
 
 
