@@ -79,25 +79,16 @@ def test_an_interrupted_new_run_leaves_the_old_checkpoint_alone(tmp_path, config
 
 
 def test_default_names_reserved_in_the_same_second_differ(tmp_path):
-    with outfile.reserved_default(tmp_path, "mlp") as first:
-        with outfile.reserved_default(tmp_path, "mlp") as second:
-            assert first != second and first.parent == second.parent == tmp_path
-            assert re.fullmatch(r"mlp-\d{8}-\d{6}(-\d+)?\.npz", second.name)
+    first_run = outfile.reserved_default(tmp_path, "mlp")
+    with first_run as first, outfile.reserved_default(tmp_path, "mlp") as second:
+        assert first != second and first.parent == second.parent == tmp_path
+        assert re.fullmatch(r"mlp-\d{8}-\d{6}(-\d+)?\.npz", second.name)
 
 
 def test_two_runs_started_together_write_two_checkpoints(tmp_path, config_file):
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     runs = [
-        spawn(
-            "-q",
-            "train",
-            config_file,
-            "--set",
-            f"seed={seed}",
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        for seed in (1, 2)
+        spawn("-q", "train", config_file, "--seed", seed, cwd=tmp_path, **pipes) for seed in (1, 2)
     ]
     summaries = []
     for proc in runs:
@@ -334,7 +325,7 @@ def test_dry_run_trains_a_few_batches_and_saves_nothing(tmp_path, config_file):
     work = tmp_path / "work"
     work.mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "bptrain", "-v", "train", config_file, "--dry-run", "--threads", "1"],
+        [sys.executable, "-m", "bptrain", "-v", "train", config_file, "--dry-run", "--threads=1"],
         capture_output=True, cwd=work, env=subprocess_env(), timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
