@@ -58,3 +58,43 @@ def spawn(*args, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "bptrain", *map(str, args)], env=subprocess_env(), **kwargs
     )
+
+
+EPOCH_KEYS = {
+    "event",
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "seconds",
+    "samples_per_second",
+}
+SUMMARY_KEYS = {
+    "event",
+    "test_loss",
+    "test_accuracy",
+    "best_val_accuracy",
+    "epochs",
+    "seconds",
+    "seed",
+    "checkpoint",
+}
+
+
+def assert_error(result, code, *needles):
+    """The documented failure shape: exit code, nothing on stdout, one Error: line."""
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def without_timing(recs):
+    return [
+        {k: v for k, v in r.items() if k not in ("seconds", "samples_per_second")} for r in recs
+    ]

@@ -80,3 +80,11 @@ def fashion_folder() -> Path:
     if not (SHARED_FASHION / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"no Fashion-MNIST copy at {SHARED_FASHION}")
     return SHARED_FASHION
+
+
+@pytest.fixture
+def config_file(tmp_path, idx_folder):
+    """A quick MLP config (cli_helpers.small_config) on the synthetic idx data, as a file."""
+    from cli_helpers import small_config, write_config
+
+    return write_config(tmp_path / "small.yaml", small_config(idx_folder))

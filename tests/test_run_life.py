@@ -23,11 +23,6 @@ from conftest import make_idx_dataset
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-@pytest.fixture
-def config_file(tmp_path, idx_folder):
-    return write_config(tmp_path / "small.yaml", small_config(idx_folder))
-
-
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("Error:")]
 

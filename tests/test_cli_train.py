@@ -1,68 +1,23 @@
-"""The command line contract: JSON Lines on stdout, one Error: line, documented exit codes."""
+"""`bptrain train` through the CLI: records, resume, configs and their errors."""
 
-import math
-import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import yaml
 
 from bptrain import checkpoint
-from bptrain.layers import LAYERS, Affine
-from cli_helpers import invoke, records, small_config, spawn, subprocess_env, write_config
-from data_helpers import (
-    LoopbackServer,
-    closed_port_url,
-    isolate_env,
-    sha256,
-    synthetic_files,
+from cli_helpers import (
+    EPOCH_KEYS,
+    SUMMARY_KEYS,
+    assert_error,
+    invoke,
+    records,
+    small_config,
+    spawn,
+    without_timing,
+    write_config,
 )
-
-EPOCH_KEYS = {
-    "event",
-    "epoch",
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "lr",
-    "seconds",
-    "samples_per_second",
-}
-SUMMARY_KEYS = {
-    "event",
-    "test_loss",
-    "test_accuracy",
-    "best_val_accuracy",
-    "epochs",
-    "seconds",
-    "seed",
-    "checkpoint",
-}
-
-
-@pytest.fixture
-def config_file(tmp_path, idx_folder):
-    return write_config(tmp_path / "small.yaml", small_config(idx_folder))
-
-
-def assert_error(result, code, *needles):
-    """The documented failure shape: exit code, nothing on stdout, one Error: line."""
-    assert result.exit_code == code, (result.stdout, result.stderr)
-    assert result.stdout == ""
-    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
-def without_timing(recs):
-    return [
-        {k: v for k, v in r.items() if k not in ("seconds", "samples_per_second")} for r in recs
-    ]
 
 
 def test_train_streams_epochs_then_a_summary_and_eval_reproduces_it(tmp_path, config_file):
@@ -173,24 +128,6 @@ def test_config_errors_name_file_line_and_path_and_come_all_at_once(tmp_path, id
     assert "train.batch_size: must be >= 1" in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        (["train", "nope"], "neither a file nor a preset"),
-        (["train", "mlp", "--bogus"], "--bogus"),
-        (["train", "mlp", "--set", "train.epochs"], "KEY=VALUE"),
-        (["train", "mlp", "--set", "model.layers[9].units=3"], "model.layers[9] does not exist"),
-        (["train", "mlp", "--set", "optimizer.type=adamm"], "optimizer.type"),
-        (["train", "mlp", "--set", "model.layers[1].units=0"], "model.layers[1].units"),
-        (["train", "mlp", "--set", "data.dataset=mnistt"], "did you mean 'mnist'?"),
-        (["gradcheck", "mlp", "--tolerance", "-1"], "--tolerance"),
-        (["eval"], "CHECKPOINT"),
-    ],
-)
-def test_usage_and_config_errors_exit_2(args, needle):
-    assert_error(invoke(*args), 2, needle)
-
-
 def test_duplicate_keys_and_yaml_syntax_errors(tmp_path):
     path = tmp_path / "dup.yaml"
     path.write_text("seed: 1\ntrain: {epochs: 2}\nseed: 2\n")
@@ -211,24 +148,6 @@ def test_a_layer_stack_that_does_not_fit_fails_before_training(tmp_path, idx_fol
     assert_error(result, 2, "model.layers[3]", "10 classes")
 
 
-def test_missing_data_offline_is_a_data_error(tmp_path):
-    result = invoke("train", "mlp", "--offline", "--data-dir", tmp_path)
-    assert_error(result, 3, "train-images-idx3-ubyte", str(tmp_path))
-
-
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "not-bptrain"])
-def test_bad_checkpoints_exit_4(tmp_path, config_file, damage):
-    out = tmp_path / "m.npz"
-    invoke("train", config_file, "--set", "train.epochs=1", "--out", out)
-    if damage == "truncate":
-        out.write_bytes(out.read_bytes()[: out.stat().st_size // 2])
-    elif damage == "garbage":
-        out.write_bytes(b"this is not a zip file")
-    else:
-        np.savez(out, weights=np.zeros(3))
-    assert_error(invoke("eval", out), 4, str(out))
-
-
 def test_a_resumed_run_may_change_training_but_not_the_model(tmp_path, config_file):
     out = tmp_path / "m.npz"
     invoke("train", config_file, "--set", "train.epochs=1", "--out", out)
@@ -241,39 +160,6 @@ def test_a_resumed_run_may_change_training_but_not_the_model(tmp_path, config_fi
 def test_divergence_exits_5_naming_epoch_step_and_layer(tmp_path, config_file):
     result = invoke("train", config_file, "--set", "optimizer.lr=1e30")
     assert_error(result, 5, "epoch 1, step", "layer", "optimizer.lr")
-
-
-def test_gradcheck_passes_for_the_presets():
-    result = invoke("gradcheck", "mlp")
-    assert result.exit_code == 0, result.stderr
-    (record,) = records(result.stdout)
-    assert record["ok"] and record["tolerance"] == 1e-6 and record["max_relative_error"] < 1e-6
-    names = [p["name"] for p in record["parameters"]]
-    assert names == ["1.W", "1.b", "3.W", "3.b", "input"]
-    assert record["parameters"][0]["shape"] == [784, 50]
-
-
-class _WrongAffine(Affine):
-    """A fixture layer whose weight gradient is off by a factor: gradcheck must catch it."""
-
-    def backward(self, dout):
-        dx = super().backward(dout)
-        self.grads["W"] *= 1.01
-        return dx
-
-
-def test_gradcheck_fails_with_exit_1_naming_a_wrong_layers_parameter(tmp_path, monkeypatch):
-    monkeypatch.setitem(LAYERS._classes, "wrong_affine", _WrongAffine)
-    config = small_config(tmp_path)
-    config["data"] = {"dataset": "mnist"}
-    config["model"]["layers"][3]["type"] = "wrong_affine"
-    result = invoke("gradcheck", write_config(tmp_path / "c.yaml", config))
-    assert result.exit_code == 1
-    (record,) = records(result.stdout)
-    assert not record["ok"]
-    bad = {p["name"] for p in record["parameters"] if p["max_relative_error"] > 1e-6}
-    assert bad == {"3.W"}
-    assert "3.W of layer 3 (wrong_affine)" in result.stderr
 
 
 def test_target_accuracy_gates_train_and_eval(tmp_path, config_file):
@@ -296,142 +182,6 @@ def test_target_accuracy_gates_train_and_eval(tmp_path, config_file):
     accuracy = records(result.stdout)[-1]["test_accuracy"]
     assert invoke("eval", out, "--target-accuracy", str(accuracy)).exit_code == 0
     assert invoke("eval", out, "--target-accuracy", "0.9").exit_code == 1
-
-
-def test_eval_other_splits(tmp_path, config_file):
-    out = tmp_path / "m.npz"
-    invoke("train", config_file, "--out", out)
-    val = records(invoke("eval", out, "--split", "validation").stdout)[0]
-    train = records(invoke("eval", out, "--split", "train").stdout)[0]
-    assert val["n"] == 100 and train["n"] == 500
-    ckpt = checkpoint.load(out)
-    assert ckpt.meta["history"][-1]["val_accuracy"] == val["accuracy"]
-
-
-def test_version_and_help_document_exit_codes():
-    assert invoke("--version").stdout.strip().endswith("0.1.0")
-    for args in ([], ["train"], ["eval"], ["gradcheck"], ["download"]):
-        result = invoke(*args, "-h")
-        assert result.exit_code == 0 and "130" in result.stdout and "diverged" in result.stdout
-
-
-# --- real processes: pipes and signals -----------------------------------------------------
-
-
-def test_a_closed_pipe_ends_quietly(tmp_path, config_file):
-    proc = spawn(
-        "train",
-        config_file,
-        "--set",
-        "train.epochs=50",
-        "--out",
-        tmp_path / "p.npz",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    first = proc.stdout.readline()
-    proc.stdout.close()  # what `| head -n 1` does after its line
-    _, stderr = proc.communicate(timeout=60)
-    assert b'"event": "epoch"' in first
-    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr
-    assert proc.returncode == 141
-    assert checkpoint.load(tmp_path / "p.npz").meta["train_state"]["epoch"] >= 1
-
-
-def test_shell_pipeline_into_head(tmp_path, config_file):
-    out = tmp_path / "h.npz"
-    command = (
-        f"{sys.executable} -m bptrain train {config_file} --set train.epochs=30 "
-        f"--out {out} | head -n 1"
-    )
-    done = subprocess.run(
-        ["bash", "-c", command], capture_output=True, env=subprocess_env(), timeout=60
-    )
-    assert done.returncode == 0
-    assert done.stdout.decode().count("\n") == 1
-    assert b"Traceback" not in done.stderr
-
-
-def test_ctrl_c_writes_a_checkpoint_that_resumes(tmp_path, config_file):
-    out = tmp_path / "i.npz"
-    proc = spawn(
-        "train",
-        config_file,
-        "--set",
-        "train.epochs=500",
-        "--out",
-        out,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert b'"epoch"' in proc.stdout.readline()
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert b"Traceback" not in stderr and b"--resume" in stderr
-    ckpt = checkpoint.load(out)
-    assert ckpt.meta["complete"] is False and ckpt.meta["train_state"]["epoch"] >= 1
-    resumed = invoke(
-        "train",
-        "--resume",
-        out,
-        "--set",
-        "train.epochs=" + str(ckpt.meta["train_state"]["epoch"] + 1),
-    )
-    assert resumed.exit_code == 0, resumed.stderr
-    summary = records(resumed.stdout)[-1]
-    assert summary["event"] == "summary" and math.isfinite(summary["test_loss"])
-
-
-# --- download and data errors through the CLI ------------------------------------------------
-
-
-def test_download_fetches_from_a_mirror_and_prints_one_record(tmp_path, monkeypatch):
-    isolate_env(monkeypatch, tmp_path)
-    files = synthetic_files(n_train=20, n_test=10)
-    with LoopbackServer() as server:
-        mirror = server.mirror("m", files)
-        result = invoke(
-            "download", "--dataset", "idx", "--mirror", mirror, "--data-dir", tmp_path / "d"
-        )
-    assert result.exit_code == 0, result.stderr
-    (record,) = records(result.stdout)
-    assert record["dataset"] == "idx" and len(record["files"]) == 4
-    assert {f["source"] for f in record["files"]} == {f"{mirror}{n}.gz" for n in files}
-    assert {f["sha256"] for f in record["files"]} == {sha256(b) for b in files.values()}
-
-
-def test_download_with_every_mirror_failing_exits_3_naming_each_url(tmp_path, monkeypatch):
-    isolate_env(monkeypatch, tmp_path)
-    dead = closed_port_url()
-    with LoopbackServer() as server:
-        missing = server.url + "nothing/"
-        result = invoke(
-            "download",
-            "--dataset",
-            "idx",
-            "--mirror",
-            dead,
-            "--mirror",
-            missing,
-            "--data-dir",
-            tmp_path / "d",
-        )
-    assert result.exit_code == 3 and result.stdout == ""
-    error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(error) == 1 and dead in error[0] and missing in error[0]
-    assert "--mirror" in error[0]
-
-
-def test_corrupt_data_files_are_a_data_error(tmp_path, idx_folder):
-    folder = tmp_path / "broken"
-    folder.mkdir()
-    for path in idx_folder.iterdir():
-        (folder / path.name).write_bytes(path.read_bytes())
-    images = folder / "train-images-idx3-ubyte.gz"
-    images.write_bytes(images.read_bytes()[:-100])  # a truncated download
-    config = write_config(tmp_path / "c.yaml", small_config(folder))
-    assert_error(invoke("train", config), 3, "train-images-idx3-ubyte")
 
 
 def test_resume_with_a_config_is_a_usage_error(tmp_path, config_file):
@@ -500,9 +250,6 @@ def test_resuming_an_adam_run_with_batchnorm_and_dropout_is_exact(tmp_path, idx_
             assert np.array_equal(value, b.group(group)[name]), (group, name)
 
 
-# --- found in review: each of these once hung, crashed with a traceback, or misreported ------
-
-
 @pytest.mark.parametrize(
     ("args", "stdin", "needle"),
     [
@@ -535,16 +282,6 @@ def test_resume_with_a_bad_override_is_a_config_error(tmp_path, config_file):
     assert_error(invoke("train", "--resume", out, "--set", "train.epochs=0"), 2, "train.epochs")
 
 
-def test_bare_bptrain_shows_help_on_stderr():
-    result = invoke()
-    assert result.exit_code == 2 and result.stdout == "" and "Commands:" in result.stderr
-
-
-def test_gradcheck_records_how_many_points_were_compared():
-    record = records(invoke("gradcheck", "mlp", "--coords", "5").stdout)[0]
-    assert all(p["checked"] >= 1 for p in record["parameters"])
-
-
 def test_an_unwritable_out_fails_before_any_data_is_loaded(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -553,24 +290,3 @@ def test_an_unwritable_out_fails_before_any_data_is_loaded(tmp_path):
         "train", "mlp", "--offline", "--data-dir", tmp_path / "none", "--out", blocker / "m.npz"
     )
     assert_error(result, 4, "cannot write checkpoint")
-
-
-def test_eval_finds_the_data_where_training_read_it(tmp_path, idx_folder):
-    config = small_config(idx_folder, epochs=1)
-    config["data"]["dir"] = None
-    path = write_config(tmp_path / "c.yaml", config)
-    out = tmp_path / "m.npz"
-    trained = invoke("train", path, "--data-dir", idx_folder, "--out", out)
-    assert trained.exit_code == 0, trained.stderr
-    evaluated = invoke("eval", out)  # no --data-dir: the checkpoint remembers the folder
-    assert evaluated.exit_code == 0, evaluated.stderr
-    assert records(evaluated.stdout)[0]["accuracy"] == records(trained.stdout)[-1]["test_accuracy"]
-    assert (out.stat().st_mode & 0o777) == 0o666 & ~_umask()
-
-
-def _umask():
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
