@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from bptrain.config import load_config, preset_names
-from common import RESULTS, ROOT, fashion_dir, machine, update_readme, write_json
+from common import RESULTS, ROOT, fashion_dir, machine, portable, update_readme, write_json
 
 ORDER = ["mlp", "mlp-deep", "cnn", "cnn-deep"]  # the README's order; other presets follow
 DATASETS = ("fashion-mnist", "mnist")
@@ -84,6 +84,12 @@ def presets(arg: str | None) -> list[str]:
     return chosen
 
 
+def portable_args(args: list[str]) -> str:
+    """The command-line data options with the folder relative to the repository."""
+    shown = [portable(a) if i and args[i - 1] == "--data-dir" else a for i, a in enumerate(args)]
+    return " ".join(shown)
+
+
 def data_args(dataset: str, data_dir: str | None) -> list[str]:
     if data_dir is None and dataset == "fashion-mnist":
         folder = fashion_dir()
@@ -121,7 +127,8 @@ def run_preset(name: str, dataset: str, extra: list[str], env: dict, out: Path) 
         "exit_code": proc.returncode,
         "wall_seconds": wall,
         "code": source_version(),
-        "command": f"bptrain train {name} --set data.dataset={dataset} {' '.join(extra)}".strip(),
+        "command": f"bptrain train {name} --set data.dataset={dataset} "
+        + portable_args(extra),
     }
     if summary is None or proc.returncode != 0:
         return {**result, "error": f"bptrain exited with {proc.returncode}"}

@@ -29,6 +29,11 @@ def fashion_dir() -> Path | None:
     )
 
 
+def portable(path: str | Path) -> str:
+    """A path as results may record it: relative to the repository, never this machine's."""
+    return os.path.relpath(Path(path).resolve(), ROOT)
+
+
 def mnist_shaped(seed: int = 0) -> tuple[str, tuple[np.ndarray, ...]]:
     """(source, (x_train, t_train, x_test, t_test)): real Fashion-MNIST or random data alike."""
     folder = fashion_dir()
@@ -36,7 +41,8 @@ def mnist_shaped(seed: int = 0) -> tuple[str, tuple[np.ndarray, ...]]:
         from bptrain.data import load
 
         data = load("fashion-mnist", folder, offline=True, quiet=True)
-        return f"fashion-mnist ({folder})", (data.x_train, data.t_train, data.x_test, data.t_test)
+        arrays = (data.x_train, data.t_train, data.x_test, data.t_test)
+        return f"fashion-mnist ({portable(folder)})", arrays
     rng = np.random.default_rng(seed)
     x = rng.random((70000, 1, 28, 28), dtype=np.float32)
     t = rng.integers(0, 10, 70000)
