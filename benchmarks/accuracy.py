@@ -84,10 +84,9 @@ def presets(arg: str | None) -> list[str]:
     return chosen
 
 
-def portable_args(args: list[str]) -> str:
+def portable_args(args: list[str]) -> list[str]:
     """The command-line data options with the folder relative to the repository."""
-    shown = [portable(a) if i and args[i - 1] == "--data-dir" else a for i, a in enumerate(args)]
-    return " ".join(shown)
+    return [portable(a) if i and args[i - 1] == "--data-dir" else a for i, a in enumerate(args)]
 
 
 def data_args(dataset: str, data_dir: str | None) -> list[str]:
@@ -127,8 +126,9 @@ def run_preset(name: str, dataset: str, extra: list[str], env: dict, out: Path) 
         "exit_code": proc.returncode,
         "wall_seconds": wall,
         "code": source_version(),
-        "command": f"bptrain train {name} --set data.dataset={dataset} "
-        + portable_args(extra),
+        "command": " ".join(
+            ["bptrain train", name, f"--set data.dataset={dataset}", *portable_args(extra)]
+        ),
     }
     if summary is None or proc.returncode != 0:
         return {**result, "error": f"bptrain exited with {proc.returncode}"}
