@@ -352,3 +352,27 @@ def test_shell_completion_offers_the_presets():
         capture_output=True, env=env, timeout=60,
     )  # fmt: skip
     assert "plain,mlp" in done.stdout.decode() and "plain,mlp-deep" in done.stdout.decode()
+
+
+def test_sigterm_while_downloading_ends_with_143_and_leaves_no_part_file(tmp_path):
+    import threading
+
+    from data_helpers import LoopbackServer, files_in, stall_midway, synthetic_files
+
+    files = synthetic_files()
+    sent = threading.Event()
+    with LoopbackServer() as server:
+        for name, data in files.items():
+            server.routes[f"/m/{name}.gz"] = stall_midway(data * 50, server.stopping, sent=sent)
+        proc = spawn(
+            "train", "mlp", "--set", "data.dataset=idx", "--mirror", server.url + "m/",
+            "--data-dir", tmp_path / "cache", "--out", tmp_path / "m.npz",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert sent.wait(30)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and stdout == b""
+    assert error_lines(stderr.decode()) == ["Error: terminated (SIGTERM)"]
+    assert not (tmp_path / "m.npz").exists()
+    assert not [n for n in files_in(tmp_path / "cache") if n.endswith(".part")]
