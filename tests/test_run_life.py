@@ -357,7 +357,7 @@ def test_shell_completion_offers_the_presets():
 def test_sigterm_while_downloading_ends_with_143_and_leaves_no_part_file(tmp_path):
     import threading
 
-    from data_helpers import LoopbackServer, files_in, stall_midway, synthetic_files
+    from data_helpers import LoopbackServer, stall_midway, synthetic_files
 
     files = synthetic_files()
     sent = threading.Event()
@@ -375,4 +375,4 @@ def test_sigterm_while_downloading_ends_with_143_and_leaves_no_part_file(tmp_pat
     assert proc.returncode == 143 and stdout == b""
     assert error_lines(stderr.decode()) == ["Error: terminated (SIGTERM)"]
     assert not (tmp_path / "m.npz").exists()
-    assert not [n for n in files_in(tmp_path / "cache") if n.endswith(".part")]
+    assert not list((tmp_path / "cache").rglob("*.part"))
