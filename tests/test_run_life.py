@@ -376,3 +376,15 @@ def test_sigterm_while_downloading_ends_with_143_and_leaves_no_part_file(tmp_pat
     assert error_lines(stderr.decode()) == ["Error: terminated (SIGTERM)"]
     assert not (tmp_path / "m.npz").exists()
     assert not list((tmp_path / "cache").rglob("*.part"))
+
+
+def test_a_run_that_diverges_keeps_the_checkpoint_of_its_last_good_epoch(tmp_path, idx_folder):
+    config = small_config(idx_folder, epochs=6)
+    config["model"]["loss"] = {"type": "identity_with_mse"}
+    config["optimizer"]["lr"] = 10  # diverges in epoch 2 on the synthetic data
+    out = tmp_path / "m.npz"
+    result = invoke("train", write_config(tmp_path / "c.yaml", config), "--out", out)
+    assert result.exit_code == ExitCode.DIVERGED, result.stderr
+    assert "epoch 2" in error_lines(result.stderr)[0]
+    ckpt = checkpoint.load(out)  # the epoch-1 checkpoint, whole and finite
+    assert ckpt.epochs == 1 and not ckpt.complete

@@ -283,3 +283,14 @@ def test_a_mid_epoch_checkpoint_resumes_adam_batchnorm_dropout_and_a_schedule_ex
     assert [{k: v for k, v in r.items() if k not in strip} for r in done.history] == [
         {k: v for k, v in r.items() if k not in strip} for r in full.history
     ]
+
+
+def test_an_overflowing_validation_loss_is_divergence_not_a_crash():
+    rng = np.random.default_rng(0)
+    net = Network.from_specs([{"type": "affine", "units": 3}], (4,), "identity_with_mse", rng=rng)
+    x = rng.standard_normal((20, 4)).astype(np.float32)
+    t = rng.integers(0, 3, 20)
+    huge = np.full((5, 4), 3e37, dtype=np.float32)  # finite inputs whose squared error is inf
+    opt = SGD(lr=0.01)
+    with pytest.raises(DivergedError, match="validation loss is inf"):
+        fit(net, opt, (x, t), epochs=1, batch_size=10, rng=rng, val=(huge, t[:5]))
