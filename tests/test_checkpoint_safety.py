@@ -179,3 +179,22 @@ def test_a_resume_position_that_does_not_fit_is_exit_4(tmp_path, trained, edit):
     result = invoke("train", "--resume", path, "--set", "train.epochs=3")
     assert result.exit_code == 4, result.stderr
     assert zipfile.is_zipfile(path)
+
+
+def test_compressed_entries_and_deep_metadata_are_refused(tmp_path, trained):
+    arrays = _entries(trained)
+    meta = json.loads(arrays.pop("__meta__").tobytes())
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, **arrays, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    result = invoke("eval", bomb)
+    assert result.exit_code == 4 and "compressed" in result.stderr
+    deep = tmp_path / "deep.npz"
+    meta["metrics"] = json.loads("[" * 5000 + "]" * 5000)
+    _write_raw(deep, arrays, json.dumps(meta))
+    result = invoke("eval", deep)
+    assert result.exit_code == 4 and "metadata" in result.stderr, result.stderr
+
+
+def _write_raw(path: Path, arrays: dict, text: str) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays, __meta__=np.frombuffer(text.encode(), np.uint8))

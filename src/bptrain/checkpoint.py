@@ -35,6 +35,7 @@ FORMAT_VERSION = 2  # 2: digest, validated schema
 META_KEY = "__meta__"
 # Array groups inside the .npz: "<group>/<name>".
 GROUPS = ("param", "buffer", "optim", "best", "state")
+MAX_META_DEPTH = 32  # a config nests a few levels; far deeper JSON is not ours
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with entries; an empty zip
 
 
@@ -352,6 +353,11 @@ def _entry_name(path: Path, info: zipfile.ZipInfo) -> str:
 
 def _read_entry(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
     """One .npy entry; its header must agree with its size before anything is allocated."""
+    if info.compress_type != zipfile.ZIP_STORED:  # bptrain never compresses: no zip bombs
+        raise CheckpointError(
+            f"checkpoint {path}: entry {info.filename} is compressed",
+            hint="bptrain writes and reads uncompressed .npz files (np.savez)",
+        )
     with archive.open(info) as f:
         version = np.lib.format.read_magic(f)
         read_header = (
@@ -378,8 +384,10 @@ def _read_entry(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> 
 def _parse_meta(path: Path, raw: np.ndarray) -> dict[str, Any]:
     try:
         meta = json.loads(raw.tobytes().decode())
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise CheckpointError(f"checkpoint {path}: metadata is not valid JSON ({error})") from None
+    if _depth(meta) > MAX_META_DEPTH:
+        raise CheckpointError(f"checkpoint {path}: metadata is nested too deeply")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a bptrain checkpoint")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -389,6 +397,19 @@ def _parse_meta(path: Path, raw: np.ndarray) -> dict[str, Any]:
             hint=f"use the bptrain version that wrote it ({meta.get('bptrain_version')})",
         )
     return meta
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and mappings nest (iteratively: the value may be hostile)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)) and depth <= MAX_META_DEPTH + 1:
+            deepest = max(deepest, depth)
+            stack.extend(
+                (child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)
+            )
+    return deepest
 
 
 def _grouped(path: Path, files: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:

@@ -24,7 +24,9 @@ except ImportError:  # Windows: no advisory locks (O_EXCL reservations still hol
 
 
 def lock_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.lock")
+    """The lock file beside the checkpoint (symlinks resolved: one file, one lock)."""
+    real = path.resolve()
+    return real.with_name(f".{real.name}.lock")
 
 
 def check_writable(path: Path) -> None:
