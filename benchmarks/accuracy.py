@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from bptrain.config import load_config, preset_names
+from bptrain.parts import PARTS
 from common import RESULTS, ROOT, fashion_dir, machine, portable, update_readme, write_json
 
 ORDER = ["mlp", "mlp-deep", "cnn", "cnn-deep"]  # the README's order; other presets follow
@@ -117,7 +118,7 @@ def run_preset(name: str, dataset: str, extra: list[str], env: dict, out: Path) 
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     epochs = [r for r in lines if r.get("event") == "epoch"]
     summary = next((r for r in lines if r.get("event") == "summary"), None)
-    config = load_config(name).config
+    config = load_config(name, parts=PARTS).config
     result = {
         "preset": name,
         "dataset": dataset,

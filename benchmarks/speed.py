@@ -28,6 +28,7 @@ import numpy as np
 from bptrain.config import load_config
 from bptrain.network import Network
 from bptrain.optimizers import OPTIMIZERS
+from bptrain.parts import PARTS
 from bptrain.train import fit
 from common import ROOT, fashion_dir, machine, median_time, mnist_shaped, update_readme, write_json
 
@@ -47,7 +48,7 @@ class Bench:
 
 
 def _preset(name: str) -> tuple[list[dict], dict]:
-    cfg = load_config(name).config
+    cfg = load_config(name, parts=PARTS).config
     return list(cfg.model.layers), dict(cfg.optimizer)
 
 

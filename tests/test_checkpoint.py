@@ -21,7 +21,7 @@ SPECS = [
 
 
 INFO = checkpoint.RunInfo(
-    config={"seed": 0},
+    config={"seed": 0, "data": {"dataset": "idx"}},
     seed=0,
     input_shape=(5,),
     num_classes=3,

@@ -189,7 +189,10 @@ def test_compressed_entries_and_deep_metadata_are_refused(tmp_path, trained):
     result = invoke("eval", bomb)
     assert result.exit_code == 4 and "compressed" in result.stderr
     deep = tmp_path / "deep.npz"
-    meta["metrics"] = json.loads("[" * 5000 + "]" * 5000)
+    nested: list = []
+    for _ in range(200):  # deep enough to refuse, shallow enough for json to write
+        nested = [nested]
+    meta["metrics"] = {"deep": nested}
     _write_raw(deep, arrays, json.dumps(meta))
     result = invoke("eval", deep)
     assert result.exit_code == 4 and "metadata" in result.stderr, result.stderr

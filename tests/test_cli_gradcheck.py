@@ -22,6 +22,8 @@ def test_gradcheck_passes_for_the_presets():
 class _WrongAffine(Affine):
     """A fixture layer whose weight gradient is off by a factor: gradcheck must catch it."""
 
+    name = "wrong_affine"
+
     def backward(self, dout):
         dx = super().backward(dout)
         self.grads["W"] *= 1.01

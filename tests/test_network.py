@@ -142,3 +142,34 @@ def test_relu_before_max_pool_runs_after_it_with_identical_results():
         [specs[0], {"type": "relu"}, {"type": "avg_pool2d"}, *specs[3:]], (1, 9, 9)
     )
     assert other.order == [0, 1, 2, 3, 4]  # only ReLU -> max-pool commutes exactly
+
+
+def test_summary_lists_each_layer_with_its_type_shape_and_parameter_count():
+    rows = mlp().summary()
+    assert [(r["index"], r["type"], r["output_shape"], r["params"]) for r in rows] == [
+        (0, "flatten", [784], 0),
+        (1, "affine", [50], 784 * 50 + 50),
+        (2, "relu", [50], 0),
+        (3, "affine", [10], 50 * 10 + 10),
+    ]
+    assert all(r["buffers"] == 0 for r in rows)
+    assert mlp().num_params == 784 * 50 + 50 + 50 * 10 + 10
+
+
+def test_describe_is_a_table_with_totals_and_counts_batchnorm_buffers():
+    specs = [{"type": "flatten"}, {"type": "affine", "units": 10}, {"type": "batch_norm"}]
+    net = Network.from_specs(specs, (1, 28, 28), num_classes=10)
+    assert net.summary()[2]["params"] == 20 and net.summary()[2]["buffers"] == 20
+    text = net.describe()
+    lines = text.splitlines()
+    assert lines[0].split() == ["layer", "type", "output", "shape", "params"]
+    assert lines[1].split() == ["input", "(1,", "28,", "28)"]
+    assert lines[3].split() == ["1", "affine", "(10,)", "7,850"]
+    assert lines[-2].split() == ["loss", "softmax_with_loss"]
+    assert lines[-1] == "7,870 parameters (30.7 KiB of float32) + 20 buffer values"
+    assert "7,870 parameters" in repr(net) and "affine->(10,)" in repr(net)
+
+
+def test_layer_names_in_messages_are_the_registry_keys():
+    net = mlp()
+    assert [net.layer_name(i) for i in range(4)] == ["flatten", "affine", "relu", "affine"]

@@ -7,6 +7,8 @@ from bptrain.initializers import INITIALIZERS
 from bptrain.layers import LAYERS, Affine, Relu
 from bptrain.losses import LOSSES
 from bptrain.optimizers import OPTIMIZERS, SGD
+from bptrain.registry import did_you_mean
+from bptrain.schedules import SCHEDULES
 
 
 def test_builds_registered_classes_from_specs():
@@ -66,3 +68,70 @@ def test_value_errors_from_constructors_name_the_path():
     assert str(info.value).startswith("model.layers[0].units:")
     with pytest.raises(ConfigError, match=r"optimizer\.lr"):
         OPTIMIZERS.build({"type": "sgd", "lr": -0.1}, path="optimizer")
+
+
+# --- suggestions: other case, other libraries' names --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("registry", "spec", "path", "guess"),
+    [
+        (OPTIMIZERS, {"type": "SGD", "lr": 0.1}, "o.type", "sgd"),
+        (LAYERS, {"type": "Affine", "units": 3}, "o.type", "affine"),
+        (LAYERS, {"type": "ReLU"}, "o.type", "relu"),
+        (LAYERS, {"type": "linear", "units": 3}, "o.type", "affine"),
+        (LAYERS, {"type": "Dense", "units": 3}, "o.type", "affine"),
+        (LAYERS, {"type": "MaxPool2d"}, "o.type", "max_pool2d"),
+        (LOSSES, "softmax", "o.type", "softmax_with_loss"),
+        (LOSSES, "mse", "o.type", "identity_with_mse"),
+        (LAYERS, {"type": "conv2d", "filters": 2, "size": 3}, "o.size", "kernel"),
+        (LAYERS, {"type": "conv2d", "filters": 2, "kernel_size": 3}, "o.kernel_size", "kernel"),
+        (LAYERS, {"type": "max_pool2d", "pool_size": 3}, "o.pool_size", "size"),
+        (LAYERS, {"type": "dropout", "p": 0.2}, "o.p", "rate"),
+        (LAYERS, {"type": "affine", "Units": 3}, "o.Units", "units"),
+    ],
+)
+def test_typos_in_other_case_and_other_libraries_names_get_a_suggestion(
+    registry, spec, path, guess
+):
+    errors = registry.check(spec, "o")
+    assert [e.path for e in errors if e.path == path] == [path]
+    (error,) = [e for e in errors if e.path == path]
+    assert error.hint == f"did you mean '{guess}'?"
+
+
+def test_aliases_are_suggested_never_accepted():
+    with pytest.raises(ConfigError, match="unknown layer 'dense'"):
+        LAYERS.build({"type": "dense", "units": 3})
+    assert "dense" not in LAYERS and LAYERS.aliases["dense"] == "affine"
+
+
+def test_did_you_mean_prefers_the_same_word_in_other_case_over_a_close_one():
+    assert did_you_mean("SGD", ["sgd", "sga"]) == "sgd"
+    assert did_you_mean("dense", ["affine", "dropout"], {"dense": "affine"}) == "affine"
+    assert did_you_mean("qqq", ["affine"]) is None
+
+
+# --- one name per part ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("registry", [LAYERS, LOSSES, OPTIMIZERS, SCHEDULES, INITIALIZERS])
+def test_every_registered_class_is_named_by_its_registry_key(registry):
+    for key in registry.names():
+        assert registry.get(key).name == key
+    assert not any(hasattr(registry.get(key), "registry_name") for key in registry.names())
+
+
+def test_an_unregistered_subclass_is_named_after_itself_not_its_parent():
+    class WrongAffine(Affine):
+        pass
+
+    assert Affine.name == "affine" and WrongAffine.name == "WrongAffine"
+    assert Affine(units=3).name == "affine"  # instances read the class's name
+
+
+def test_the_loss_layers_are_importable_with_the_layers_as_in_the_seed():
+    from bptrain import layers, losses
+
+    assert layers.SoftmaxWithLoss is losses.SoftmaxWithLoss
+    assert layers.SoftmaxWithLoss.name == "softmax_with_loss"

@@ -263,7 +263,11 @@ def test_a_mid_epoch_checkpoint_resumes_adam_batchnorm_dropout_and_a_schedule_ex
         stop_requested=lambda: next(calls) == 30,
     )
     assert state.interrupted and state.epoch == 1 and state.step == 11
-    path = checkpoint.save(tmp_path / "mid.npz", net_a, opt_a, state, rng_a, {})
+    info = checkpoint.RunInfo(
+        config={"seed": 21, "data": {"dataset": "idx"}}, seed=21, input_shape=(20,),
+        num_classes=4, class_names=tuple("abcd"), dataset="idx",
+    )  # fmt: skip
+    path = checkpoint.save(tmp_path / "mid.npz", net_a, opt_a, state, rng_a, info)
     net_b, opt_b, rng_b, schedule = fresh()  # a new process: everything comes from the file
     resumed = checkpoint.restore_training(checkpoint.load(path), net_b, opt_b, rng_b)
     done = fit(

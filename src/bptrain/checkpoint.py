@@ -276,7 +276,8 @@ def _read_back(tmp: Path, path: Path) -> None:
     except CheckpointError as error:
         raise CheckpointError(
             f"not saving checkpoint {path}: the written file does not read back "
-            f"({error.message.replace(str(tmp), 'it')}); {path} is unchanged"
+            f"({error.message.replace(f'checkpoint {tmp}: ', '').replace(str(tmp), 'it')}); "
+            f"{path} is unchanged"
         ) from None
 
 

@@ -1,4 +1,9 @@
-"""Configs: YAML (safe, no duplicate keys, file:line kept) -> validated, frozen dataclasses."""
+"""Configs: YAML (safe, no duplicate keys, file:line kept) -> validated, frozen dataclasses.
+
+This module imports no registry: what a config may name (layers, losses, optimizers,
+schedules, datasets) comes in as `parts` (bptrain.parts.PARTS), so the config layer sits below
+the parts it checks.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from .errors import ConfigError, ConfigErrors
-from .initializers import INITIALIZERS  # noqa: F401  (registers initializers for layer checks)
-from .layers import LAYERS
-from .losses import LOSSES
-from .optimizers import OPTIMIZERS
-from .registry import describe, did_you_mean, type_matches, unknown_name_error
-from .schedules import SCHEDULES
+from .registry import Parts, Registry, describe, suggestion, type_matches, unknown_name_error
 
 DEFAULT_PRESET = "mlp"
+
+# The most values one YAML text may expand to. Aliases let a few lines stand for billions of
+# values ("billion laughs"); real configs have a few hundred, so this only stops such bombs.
+MAX_YAML_VALUES = 100_000
 
 
 class _Loader(yaml.SafeLoader):
@@ -34,55 +38,157 @@ _Loader.add_implicit_resolver(
     list("-+0123456789"),
 )
 
+_STD = "tag:yaml.org,2002:"
+# The tags plain YAML resolves by itself; any other tag (!!python/..., !!binary, !custom) was
+# written on purpose, and SafeLoader would either refuse it or, on a mapping, quietly drop it.
+_PLAIN_TAGS = {_STD + t for t in ("null", "bool", "int", "float", "str", "timestamp", "map", "seq")}
 
-def parse_yaml(text: str, source: str) -> tuple[Any, dict[str, int]]:
-    """Parse YAML safely; return (data, {dotted path: line}); duplicate keys are errors."""
+
+def parse_yaml(text: str, source: str, *, numbered: bool = True) -> tuple[Any, dict[str, int]]:
+    """Parse YAML safely; return (data, {dotted path: line}); duplicate keys are errors.
+
+    `numbered=False` (a --set value) leaves line numbers out of error locations.
+    """
     loader = _Loader(text)
+    builder = _Builder(loader, source, numbered)
     try:
         node = loader.get_single_node()
-        lines: dict[str, int] = {}
-        data = _construct(loader, node, "", lines, source) if node is not None else None
+        if node is not None and _expanded_size(node, {}) > MAX_YAML_VALUES:
+            raise ConfigError(
+                f"config uses YAML aliases that expand to more than {MAX_YAML_VALUES} values",
+                path=source,
+                hint="write the values out, or use aliases that nest less deeply",
+            )
+        data = builder.build(node, "") if node is not None else None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
         problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"invalid YAML: {problem}", path=where) from None
+        raise ConfigError(f"invalid YAML: {problem}", path=builder.at(mark)) from None
     except (TypeError, RecursionError) as error:  # a list as a key; a self-referencing alias
         raise ConfigError(
             f"unsupported YAML ({error})", path=source, hint="use plain mappings, lists and scalars"
         ) from None
     finally:
         loader.dispose()
-    return data, lines
+    return data, builder.lines
 
 
-def _construct(
-    loader: _Loader, node: yaml.Node, path: str, lines: dict[str, int], source: str
-) -> Any:
-    """Build plain data from a node tree, recording the line of every key and item."""
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values the tree under `node` holds once every alias is expanded.
+
+    Each node is counted once (an alias is the same node object again), so this takes time in
+    proportion to the text, not to the expansion, and refuses a bomb before anything is built.
+    """
+    if id(node) not in sizes:
+        sizes[id(node)] = 1  # a node inside itself counts once here; building it fails later
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = []
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
+
+
+# A mapping's entries: (key, key node, value node).
+_Entry = tuple[Any, yaml.Node, yaml.Node]
+
+
+class _Builder:
+    """Plain data from a node tree, recording the line of every key and item.
+
+    It walks every path an alias is used on (each path gets its own line): parse_yaml has
+    checked first that they add up to at most MAX_YAML_VALUES. Merge keys (<<) are resolved
+    here too: keys written in the mapping override merged ones, the first merged mapping wins
+    among those, and a merged anchor is flattened once however often it is merged.
+    """
+
+    def __init__(self, loader: _Loader, source: str, numbered: bool) -> None:
+        self.loader, self.source, self.numbered = loader, source, numbered
+        self.lines: dict[str, int] = {}
+        self._merged: dict[int, list[_Entry]] = {}  # a merged anchor is flattened once
+
+    def at(self, mark: Any, path: str = "") -> str:
+        """An error location: source:line (when numbered), then the dotted path."""
+        where = f"{self.source}:{mark.line + 1}" if mark and self.numbered else self.source
+        return f"{where}: {path}" if path else where
+
+    def _check_tag(self, node: yaml.Node, path: str) -> None:
+        if node.tag not in _PLAIN_TAGS:
+            tag = node.tag.replace(_STD, "!!")
+            raise ConfigError(
+                f"YAML tags are not supported (found {tag})",
+                path=self.at(node.start_mark, path),
+                hint="remove the tag; a config is plain mappings, lists and scalars",
+            )
+
+    def build(self, node: yaml.Node, path: str) -> Any:
+        self._check_tag(node, path)
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node, deep=True)
+
+    def _mapping(self, node: yaml.MappingNode, path: str) -> dict[Any, Any]:
+        own, merged = self._entries(node, path)
+        first: dict[Any, int] = {}
+        for key, key_node, _ in own:
             child = f"{path}.{key}" if path else str(key)
-            if key in out:
+            if key in first:
                 raise ConfigError(
-                    f"duplicate key {key!r} (first at line {lines[child]})",
-                    path=f"{source}:{key_node.start_mark.line + 1}: {child}",
+                    f"duplicate key {key!r} (first at line {first[key]})",
+                    path=self.at(key_node.start_mark, child),
                     hint="keep one of them",
                 )
-            lines[child] = key_node.start_mark.line + 1
-            out[key] = _construct(loader, value_node, child, lines, source)
-            lines[child] = key_node.start_mark.line + 1
+            first[key] = key_node.start_mark.line + 1
+        out: dict[Any, Any] = {}
+        for key, key_node, value_node in [*(e for e in merged if e[0] not in first), *own]:
+            child = f"{path}.{key}" if path else str(key)
+            out[key] = self.build(value_node, child)
+            self.lines[child] = key_node.start_mark.line + 1
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _construct(loader, item, f"{path}[{i}]", lines, source)
-            for i, item in enumerate(node.value)
-        ]
-    return loader.construct_object(node, deep=True)
+
+    def _entries(self, node: yaml.MappingNode, path: str) -> tuple[list[_Entry], list[_Entry]]:
+        """(the entries written in the mapping, the merged ones not repeated among those)."""
+        own: list[_Entry] = []
+        merged: dict[Any, _Entry] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag != _STD + "merge":
+                own.append((self._key(key_node, path), key_node, value_node))
+                continue
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
+            for source in sources:
+                for entry in self._flattened(source, path):
+                    merged.setdefault(entry[0], entry)
+        return own, list(merged.values())
+
+    def _flattened(self, node: yaml.Node, path: str) -> list[_Entry]:
+        """A merged mapping's effective entries: its own, and those it merges that it lacks."""
+        if not isinstance(node, yaml.MappingNode):
+            raise ConfigError(
+                "<< merges a mapping or a list of mappings",
+                path=self.at(node.start_mark, path),
+            )
+        if id(node) not in self._merged:
+            self._merged[id(node)] = []  # a merge cycle ends here instead of recursing
+            own, merged = self._entries(node, path)
+            written = {entry[0]: entry for entry in own}  # of duplicates, the last one wins
+            self._merged[id(node)] = [
+                *(e for e in merged if e[0] not in written),
+                *written.values(),
+            ]
+        return self._merged[id(node)]
+
+    def _key(self, key_node: yaml.Node, path: str) -> Any:
+        if key_node.tag == _STD + "value":  # a bare "=" key, which SafeLoader reads as "="
+            key_node.tag = _STD + "str"
+        self._check_tag(key_node, path)
+        return self.loader.construct_object(key_node, deep=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,7 +197,11 @@ def _construct(
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset, where to find it, how much of it to use."""
+    """Which dataset, where to find it, how much of it to use.
+
+    `dir` written in a config file is relative to that file's folder (load_config makes it
+    absolute); given by --set or on stdin it is relative to the current folder.
+    """
 
     dataset: str = "mnist"
     dir: str | None = None
@@ -161,6 +271,13 @@ _RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
 }
 
 
+# Other names for section keys, suggested (never accepted) when a config uses them.
+_KEY_ALIASES: dict[str, dict[str, str]] = {
+    "data": {"path": "dir", "folder": "dir", "root": "dir", "val_size": "validation"},
+    "train": {"patience": "early_stopping", "batch": "batch_size", "scheduler": "schedule"},
+}
+
+
 def _check_section(cls: type, raw: Any, path: str) -> list[ConfigError]:
     """Unknown keys, wrong types and broken value rules of one dataclass section."""
     if raw is None:  # `train:` with nothing under it means the defaults
@@ -173,12 +290,11 @@ def _check_section(cls: type, raw: Any, path: str) -> list[ConfigError]:
     for key, value in raw.items():
         where = f"{path}.{key}" if path else str(key)
         if key not in hints:
-            guess = did_you_mean(str(key), names)
             errors.append(
                 ConfigError(
                     f"unknown key (accepted: {', '.join(names)})",
                     path=where,
-                    hint=f"did you mean '{guess}'?" if guess else None,
+                    hint=suggestion(key, names, _KEY_ALIASES.get(path)),
                 )
             )
         elif not type_matches(value, hints[key]):
@@ -190,7 +306,7 @@ def _check_section(cls: type, raw: Any, path: str) -> list[ConfigError]:
     return errors
 
 
-def _check_spec(registry: Any, spec: Any, path: str) -> list[ConfigError]:
+def _check_spec(registry: Registry, spec: Any, path: str) -> list[ConfigError]:
     """Names, keys and types first; then construct the part to catch bad values too.
 
     Constructing needs no data (layers allocate weights only when the network is built), so a
@@ -205,34 +321,74 @@ def _check_spec(registry: Any, spec: Any, path: str) -> list[ConfigError]:
     return errors
 
 
-def _check_parts(raw: Mapping[str, Any]) -> list[ConfigError]:
-    """Registry specs inside the config: layers, loss, optimizer, schedule, dataset."""
-    from .data import DATASETS  # the data layer owns the dataset table
-
+def _check_model(model: Any, parts: Parts) -> list[ConfigError]:
+    """The layer specs (there must be some) and the loss."""
+    if not isinstance(model, Mapping):
+        return []  # _check_section reported it
     errors: list[ConfigError] = []
-    model = raw.get("model") or {}
-    if isinstance(model, Mapping):
-        layers = model.get("layers", [])
-        if isinstance(layers, list):
-            for i, spec in enumerate(layers):
-                errors += _check_spec(LAYERS, spec, f"model.layers[{i}]")
-        if not layers:
-            errors.append(ConfigError("the model has no layers", path="model.layers"))
-        if "loss" in model:
-            errors += _check_spec(LOSSES, model["loss"], "model.loss")
-    if "optimizer" in raw:
-        errors += _check_spec(OPTIMIZERS, raw["optimizer"], "optimizer")
-    train = raw.get("train", {})
-    if isinstance(train, Mapping) and train.get("schedule") is not None:
-        errors += _check_spec(SCHEDULES, train["schedule"], "train.schedule")
-    data = raw.get("data", {})
-    dataset = data.get("dataset") if isinstance(data, Mapping) else None
-    if isinstance(dataset, str) and dataset not in DATASETS:
-        errors.append(unknown_name_error("dataset", dataset, DATASETS, "data.dataset"))
+    layers = model.get("layers", [])
+    if isinstance(layers, list):
+        for i, spec in enumerate(layers):
+            errors += _check_spec(parts.layers, spec, f"model.layers[{i}]")
+    if not layers:
+        errors.append(ConfigError("the model has no layers", path="model.layers"))
+    if "loss" in model:
+        errors += _check_spec(parts.losses, model["loss"], "model.loss")
     return errors
 
 
-def validate(raw: Any) -> list[ConfigError]:
+def _check_parts(raw: Mapping[str, Any], parts: Parts) -> list[ConfigError]:
+    """Registry specs inside the config: layers, loss, optimizer, schedule, dataset."""
+    errors = _check_model(raw.get("model") or {}, parts)
+    if "optimizer" in raw:
+        errors += _check_spec(parts.optimizers, raw["optimizer"], "optimizer")
+    train = raw.get("train", {})
+    if isinstance(train, Mapping) and train.get("schedule") is not None:
+        errors += _check_spec(parts.schedules, train["schedule"], "train.schedule")
+    data = raw.get("data", {})
+    dataset = data.get("dataset") if isinstance(data, Mapping) else None
+    if isinstance(dataset, str) and dataset not in parts.datasets:
+        errors.append(
+            unknown_name_error(
+                "dataset", dataset, parts.datasets, "data.dataset", parts.dataset_aliases
+            )
+        )
+    return errors
+
+
+def _check_relations(raw: Mapping[str, Any]) -> list[ConfigError]:
+    """Settings each fine alone that cannot work together (run once the types are right)."""
+    data, train = raw.get("data") or {}, raw.get("train") or {}
+    errors = []
+    if data.get("validation", DataConfig.validation) == 0:
+        used = {
+            "restore_best": bool(train.get("restore_best")),
+            "early_stopping": train.get("early_stopping") is not None,
+        }
+        errors += [
+            ConfigError(
+                "needs a validation set (data.validation > 0)",
+                path=f"train.{key}",
+                hint="hold out some training samples, e.g. data.validation: 5000",
+            )
+            for key, on in used.items()
+            if on
+        ]
+    schedule, epochs = train.get("schedule"), train.get("epochs", TrainConfig.epochs)
+    warmup = schedule.get("warmup", 0) if isinstance(schedule, Mapping) else 0
+    if warmup >= epochs:
+        errors.append(
+            ConfigError(
+                f"a warm-up of {warmup} epochs does not end before the last epoch "
+                f"(train.epochs is {epochs})",
+                path="train.schedule.warmup",
+                hint="warm up for a fraction of the run, e.g. 1 epoch",
+            )
+        )
+    return errors
+
+
+def validate(raw: Any, *, parts: Parts) -> list[ConfigError]:
     """Every problem of a raw config at once."""
     if not isinstance(raw, Mapping):
         return [
@@ -242,12 +398,13 @@ def validate(raw: Any) -> list[ConfigError]:
     for name, cls in SECTIONS.items():
         if name in raw:
             errors += _check_section(cls, raw[name], name)
-    return errors + _check_parts(raw)
+    errors += _check_parts(raw, parts)
+    return errors or _check_relations(raw)
 
 
-def from_dict(raw: Mapping[str, Any]) -> Config:
+def from_dict(raw: Mapping[str, Any], *, parts: Parts) -> Config:
     """A validated Config; raises ConfigErrors listing every problem."""
-    errors = validate(raw)
+    errors = validate(raw, parts=parts)
     if errors:
         raise ConfigErrors(errors)
     sections = {}
@@ -256,16 +413,16 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
         if name == "data" and "mirrors" in values:
             values["mirrors"] = tuple(values["mirrors"])
         if name == "model":
-            values["layers"] = tuple(_normalized(LAYERS, s) for s in values.get("layers", ()))
-            values["loss"] = _normalized(LOSSES, values.get("loss", "softmax_with_loss"))
+            values["layers"] = tuple(_normalized(parts.layers, s) for s in values.get("layers", ()))
+            values["loss"] = _normalized(parts.losses, values.get("loss", "softmax_with_loss"))
         if name == "train" and values.get("schedule") is not None:
-            values["schedule"] = _normalized(SCHEDULES, values["schedule"])
+            values["schedule"] = _normalized(parts.schedules, values["schedule"])
         sections[name] = cls(**values)
-    optimizer = _normalized(OPTIMIZERS, raw.get("optimizer", {"type": "sgd", "lr": 0.1}))
+    optimizer = _normalized(parts.optimizers, raw.get("optimizer", {"type": "sgd", "lr": 0.1}))
     return Config(seed=raw.get("seed"), optimizer=optimizer, **sections)
 
 
-def _normalized(registry: Any, spec: Any) -> dict[str, Any]:
+def _normalized(registry: Registry, spec: Any) -> dict[str, Any]:
     return _plain(registry.normalize(spec))
 
 
@@ -310,28 +467,51 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in presets_dir().glob("*.yaml"))
 
 
-def read_source(name: str | None, stdin_text: typing.Callable[[], str]) -> tuple[str, str, str]:
-    """(text, source label, run name) for a path, '-' (stdin) or a preset name."""
+class Source(NamedTuple):
+    """A config's text, its label in messages, its run name, and the folder of its file."""
+
+    text: str
+    label: str
+    run_name: str
+    folder: Path | None = None  # None for stdin and presets: nothing to resolve against
+
+
+def read_source(name: str | None, stdin_text: typing.Callable[[], str]) -> Source:
+    """The config a path, '-' (stdin) or a preset name stands for."""
     name = name or DEFAULT_PRESET
     if name == "-":
-        return stdin_text(), "<stdin>", "stdin"
+        return Source(stdin_text(), "<stdin>", "stdin")
     path = Path(name)
     if path.is_file():
         try:
-            return path.read_text(encoding="utf-8"), str(path), path.stem
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"cannot read config {path}: {error}") from None
+        return Source(text, str(path), path.stem, path.parent)
     preset = presets_dir() / f"{name}.yaml"
     if preset.is_file() and "/" not in name:
-        return preset.read_text(encoding="utf-8"), f"{name}.yaml", name
+        return Source(preset.read_text(encoding="utf-8"), f"{name}.yaml", name)
     presets = preset_names()
-    guess = did_you_mean(name, presets)
     raise ConfigError(
         f"config {name!r} is neither a file nor a preset; presets: {', '.join(presets)}",
-        hint=f"did you mean '{guess}'?"
-        if guess
-        else "give a YAML path, '-' for stdin, or a preset",
+        hint=suggestion(name, presets) or "give a YAML path, '-' for stdin, or a preset",
     )
+
+
+def resolve_data_dir(data: dict[str, Any], folder: Path) -> None:
+    """Make a relative `data.dir` in a config file relative to the file's folder, in place.
+
+    A config that points at ``../shared/data`` then works from any working directory. Values
+    from --set and stdin have no file to be relative to and stay relative to the current
+    folder; ``~/...`` is left for the data layer to expand. The resolved path is absolute, so
+    `--print-config` output still means the same folder when read back from elsewhere.
+    """
+    section = data.get("data")
+    value = section.get("dir") if isinstance(section, dict) else None
+    if not isinstance(value, str) or not value or value.startswith("~"):
+        return
+    if not Path(value).is_absolute():
+        section["dir"] = str((folder / value).resolve())  # type: ignore[index]
 
 
 SET_LINE = 0  # the "line" of a value that came from --set rather than from the file
@@ -351,7 +531,7 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     parts: list[str | int] = [
         int(p[1:-1]) if p.startswith("[") else p for p in re.findall(r"[^.\[\]]+|\[\d+\]", key)
     ]
-    parsed, _ = parse_yaml(value, f"--set {key}") if value.strip() else (None, {})
+    parsed, _ = parse_yaml(value, f"--set {key}", numbered=False) if value.strip() else (None, {})
     return parts, parsed
 
 
@@ -364,12 +544,7 @@ def apply_overrides(raw: Any, overrides: Iterable[str], lines: dict[str, int] | 
     for text in overrides:
         parts, value = parse_override(text)
         if lines is not None:
-            key = _dotted(parts)
-            for known in [k for k in lines if k == key or k.startswith((key + ".", key + "["))]:
-                del lines[known]
-            for depth in range(1, len(parts) + 1):  # mappings --set creates come from it too
-                lines.setdefault(_dotted(parts[:depth]), SET_LINE)
-            lines[key] = SET_LINE
+            _mark_set(lines, parts)
         node = raw
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
@@ -389,6 +564,20 @@ def apply_overrides(raw: Any, overrides: Iterable[str], lines: dict[str, int] | 
     return raw
 
 
+def _mark_set(lines: dict[str, int], parts: list[str | int]) -> None:
+    """Record in `lines` that --set gave the value at `parts` (see apply_overrides)."""
+    key = _dotted(parts)
+    for known in [k for k in lines if k == key or k.startswith((key + ".", key + "["))]:
+        del lines[known]
+    for depth in range(1, len(parts) + 1):  # mappings --set creates come from it too
+        lines.setdefault(_dotted(parts[:depth]), SET_LINE)
+    lines[key] = SET_LINE
+    if len(parts) > 1 and parts[-1] == "type":
+        # A new type makes a new part: what it misses (conv2d's filters) is --set's doing,
+        # though the keys the file wrote for the old type keep their lines.
+        lines[_dotted(parts[:-1])] = SET_LINE
+
+
 def _dotted(parts: list[str | int]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
 
@@ -396,25 +585,36 @@ def _dotted(parts: list[str | int]) -> str:
 def load_config(
     name: str | None,
     overrides: Iterable[str] = (),
+    *,
+    parts: Parts,
     stdin_text: typing.Callable[[], str] = lambda: "",
     raw: Mapping[str, Any] | None = None,
 ) -> LoadedConfig:
-    """Read, override and validate a config; every error names file:line and dotted path."""
+    """Read, override and validate a config; every error names file:line and dotted path.
+
+    `name` is a YAML path, '-' (stdin) or a preset; with `raw` (a checkpoint's stored config)
+    nothing is read and `name` only labels messages. A relative `data.dir` in a config file is
+    relative to the file's folder (see resolve_data_dir). `parts` is what specs may name:
+    bptrain.parts.PARTS.
+    """
     if raw is None:
-        text, source, run_name = read_source(name, stdin_text)
-        data, lines = parse_yaml(text, source)
+        source = read_source(name, stdin_text)
+        label, run_name = source.label, source.run_name
+        data, lines = parse_yaml(source.text, label)
+        if isinstance(data, dict) and source.folder is not None:
+            resolve_data_dir(data, source.folder)
     else:
-        data, lines, source, run_name = _plain(raw), {}, name or "<checkpoint>", name or "resumed"
+        data, lines, label, run_name = _plain(raw), {}, name or "<checkpoint>", name or "resumed"
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{source}: a config must be a mapping with keys seed, data, model, optimizer, train"
+            f"{label}: a config must be a mapping with keys seed, data, model, optimizer, train"
         )
     data = apply_overrides(data, overrides, lines)
-    loaded = LoadedConfig(Config(), source, lines, run_name)
+    loaded = LoadedConfig(Config(), label, lines, run_name)
     try:
-        loaded.config = from_dict(data)
+        loaded.config = from_dict(data, parts=parts)
     except ConfigErrors as errors:
         raise ConfigErrors([loaded.locate(e) for e in errors.errors]) from None
     return loaded

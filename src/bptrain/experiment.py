@@ -68,7 +68,9 @@ def config_of(
     raw: dict[str, Any] | None = None,
 ) -> LoadedConfig:
     """A validated config from a file, '-', a preset, or a checkpoint's stored `raw` config."""
-    return load_config(name, tuple(overrides), stdin_text=read_stdin, raw=raw)
+    from .parts import PARTS  # the registries a config names (imports the whole engine)
+
+    return load_config(name, tuple(overrides), parts=PARTS, stdin_text=read_stdin, raw=raw)
 
 
 def load_dataset(config: Config, data: DataOptions = DataOptions(), **extra: Any) -> Any:
@@ -368,7 +370,7 @@ def _log_start(run: Run, loaded: LoadedConfig, ckpt: Checkpoint | None, out: Pat
             log.info(f"resuming {ckpt.path} at epoch {state.epoch + 1}, step {state.step + 1}")
         else:
             log.info(f"resuming {ckpt.path} after epoch {state.epoch}")
-    log.debug(repr(run.network))
+    log.debug(run.network.describe())
     where = f"checkpoint {out}" if out else "dry run: nothing saved"
     log.info(
         f"training {loaded.name} on {run.dataset.name}: {len(run.train_rows)} train, "

@@ -6,12 +6,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .registry import Registry
+from .registry import Named, Registry
 
 LOSSES = Registry("loss")
 
 
-class Loss:
+class Loss(Named):
     """forward(x, t) -> scalar loss (in x's dtype); backward(dout=1) -> dL/dx, shape of x."""
 
     example: ClassVar[dict[str, Any]] = {}
@@ -23,7 +23,9 @@ class Loss:
         raise NotImplementedError
 
 
-@LOSSES.register("softmax_with_loss")
+@LOSSES.register(
+    "softmax_with_loss", aliases=("softmax", "cross_entropy", "categorical_crossentropy")
+)
 class SoftmaxWithLoss(Loss):
     """Softmax fused with cross-entropy; t is integer labels (N,) or one-hot/soft rows (N, C).
 
@@ -66,7 +68,7 @@ class SoftmaxWithLoss(Loss):
         return dx
 
 
-@LOSSES.register("identity_with_mse")
+@LOSSES.register("identity_with_mse", aliases=("mse", "mean_squared_error"))
 class IdentityWithMSE(Loss):
     """The seed's identity output with mean-squared error: L = sum((y - t)^2) / (2N).
 

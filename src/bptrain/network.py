@@ -81,8 +81,6 @@ class Network:
         With `num_classes`, the stack must end in one score per class.
         """
         layers = [LAYERS.build(spec, f"{path}.layers[{i}]") for i, spec in enumerate(layer_specs)]
-        for layer, spec in zip(layers, layer_specs, strict=True):
-            layer.type_name = LAYERS.normalize(spec)["type"]  # the config's name for messages
         loss_layer = LOSSES.build(loss, f"{path}.loss")
         network = cls(layers, loss_layer, input_shape, rng=rng, dtype=dtype, path=f"{path}.layers")
         if num_classes is not None and network.output_shape != (num_classes,):
@@ -112,11 +110,8 @@ class Network:
         return shapes
 
     def layer_name(self, i: int) -> str:
-        """The registry name of layer `i` (its class name when it has none)."""
-        layer = self.layers[i]
-        return getattr(layer, "type_name", None) or getattr(
-            layer, "registry_name", type(layer).__name__
-        )
+        """The registry name of layer `i` (an unregistered class's own name)."""
+        return self.layers[i].name
 
     def _named(self, attr: str) -> dict[str, np.ndarray]:
         return {
@@ -213,6 +208,52 @@ class Network:
                 return f"the input gradient of layer {i} ({self.layer_name(i)})"
         return "no layer (the values were finite when replayed)"
 
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per layer, in configured order: index, type, output shape, parameter count.
+
+        `params` counts trained numbers, `buffers` the kept non-trained ones (BatchNorm's
+        running statistics); both are saved in checkpoints.
+        """
+        return [
+            {
+                "index": i,
+                "type": layer.name,
+                "output_shape": list(shape),
+                "params": sum(p.size for p in layer.params.values()),
+                "buffers": sum(b.size for b in layer.buffers.values()),
+            }
+            for i, (layer, shape) in enumerate(zip(self.layers, self.shapes, strict=True))
+        ]
+
+    @property
+    def num_params(self) -> int:
+        """How many numbers training adjusts."""
+        return sum(p.size for p in self.params.values())
+
+    def describe(self) -> str:
+        """A table of the layers (type, output shape, parameters) with the totals below it."""
+        rows = [
+            ("layer", "type", "output shape", "params"),
+            ("", "input", str(self.input_shape), ""),
+        ]
+        rows += [
+            (str(r["index"]), r["type"], str(tuple(r["output_shape"])), f"{r['params']:,}")
+            for r in self.summary()
+        ]
+        rows.append(("loss", self.loss_layer.name, "", ""))
+        widths = [max(len(row[col]) for row in rows) for col in range(4)]
+        lines = [
+            f"{a:>{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d:>{widths[3]}}".rstrip()
+            for a, b, c, d in rows
+        ]
+        return "\n".join([*lines, self._totals()])
+
+    def _totals(self) -> str:
+        size = sum(p.nbytes for p in self.params.values())
+        text = f"{self.num_params:,} parameters ({size / 1024:,.1f} KiB of {self.dtype})"
+        kept = sum(b.size for b in self.buffers.values())
+        return text + (f" + {kept:,} buffer values" if kept else "")
+
     def __repr__(self) -> str:
         rows = ", ".join(f"{self.layer_name(i)}->{s}" for i, s in enumerate(self.shapes))
-        return f"Network(input={self.input_shape}, {rows})"
+        return f"Network(input={self.input_shape}, {rows}; {self.num_params:,} parameters)"

@@ -6,8 +6,9 @@ import difflib
 import inspect
 import types
 import typing
-from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 import numpy as np
 
@@ -16,22 +17,62 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
-def did_you_mean(word: str, choices: typing.Iterable[str]) -> str | None:
-    """Return the closest choice to `word`, if any is close enough."""
-    matches = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return matches[0] if matches else None
+def did_you_mean(
+    word: object, choices: Iterable[str], aliases: Mapping[str, str] | None = None
+) -> str | None:
+    """The choice `word` most likely meant: same name in other case, a known alias, or close.
+
+    Aliases are names other libraries use (``dense`` for ``affine``); they are suggested, never
+    accepted, so a config keeps one spelling of each part.
+    """
+    folded = {choice.casefold(): choice for choice in choices}
+    key = str(word).casefold()
+    if key in folded:
+        return folded[key]
+    for alias, target in (aliases or {}).items():
+        if alias.casefold() == key and target.casefold() in folded:
+            return folded[target.casefold()]
+    matches = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.6)
+    return folded[matches[0]] if matches else None
+
+
+def suggestion(
+    word: object, choices: Iterable[str], aliases: Mapping[str, str] | None = None
+) -> str | None:
+    """A "did you mean 'x'?" hint, or None."""
+    guess = did_you_mean(word, choices, aliases)
+    return f"did you mean '{guess}'?" if guess else None
 
 
 def unknown_name_error(
-    kind: str, name: object, choices: typing.Iterable[str], path: str
+    kind: str,
+    name: object,
+    choices: Iterable[str],
+    path: str,
+    aliases: Mapping[str, str] | None = None,
 ) -> ConfigError:
     """A ConfigError for an unknown name that lists the choices and the closest match."""
     choices = sorted(choices)
-    guess = did_you_mean(str(name), choices)
-    hint = f"did you mean '{guess}'?" if guess else None
     return ConfigError(
-        f"unknown {kind} {name!r}; choices: {', '.join(choices)}", path=path, hint=hint
+        f"unknown {kind} {name!r}; choices: {', '.join(choices)}",
+        path=path,
+        hint=suggestion(name, choices, aliases),
     )
+
+
+class Named:
+    """A part with a `name`: its registry key, set by Registry.register.
+
+    A class nobody registered (say, a subclass a test makes of a registered layer) is
+    named after itself, so messages never borrow the name of a registered parent class.
+    """
+
+    name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:  # a class may name itself; register() names it anyway
+            cls.name = cls.__name__
 
 
 def type_matches(value: object, annotation: Any) -> bool:
@@ -91,15 +132,29 @@ class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._classes: dict[str, type] = {}
+        self.aliases: dict[str, str] = {}  # other libraries' names -> ours, for suggestions
+        self._key_aliases: dict[str, dict[str, str]] = {}
 
-    def register(self, name: str) -> Callable[[type[T]], type[T]]:
-        """Class decorator that registers a class under `name`."""
+    def register(
+        self,
+        name: str,
+        *,
+        aliases: Iterable[str] = (),
+        key_aliases: Mapping[str, str] | None = None,
+    ) -> Callable[[type[T]], type[T]]:
+        """Class decorator: register a class under `name`, which becomes its `name` attribute.
+
+        `aliases` are other names for the part and `key_aliases` other names for its arguments
+        (``size`` for conv2d's ``kernel``): a config that uses one gets a "did you mean".
+        """
 
         def decorate(cls: type[T]) -> type[T]:
             if name in self._classes:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._classes[name] = cls
-            cls.registry_name = name  # type: ignore[attr-defined]
+            self.aliases.update(dict.fromkeys(aliases, name))
+            self._key_aliases[name] = dict(key_aliases or {})
+            cls.name = name  # type: ignore[attr-defined]
             return cls
 
         return decorate
@@ -114,7 +169,7 @@ class Registry:
     def get(self, name: object, path: str = "type") -> type:
         """The class registered as `name`; a ConfigError with a suggestion otherwise."""
         if not isinstance(name, str) or name not in self._classes:
-            raise unknown_name_error(self.kind, name, self._classes, path)
+            raise unknown_name_error(self.kind, name, self._classes, path, self.aliases)
         return self._classes[name]
 
     def parameters(self, name: str) -> dict[str, tuple[Any, Any]]:
@@ -155,38 +210,33 @@ class Registry:
             self.get(spec["type"], f"{path}.type" if path else "type")
         except ConfigError as error:
             return [error]
-        errors = []
-        params = self.parameters(spec["type"])
         at = f"{path}." if path else ""
-        for key, value in spec.items():
-            if key == "type":
-                continue
-            if key not in params:
-                guess = did_you_mean(key, params)
-                errors.append(
-                    ConfigError(
-                        f"unknown key for {self.kind} '{spec['type']}'"
-                        f" (accepted: {', '.join(params) or 'none'})",
-                        path=f"{at}{key}",
-                        hint=f"did you mean '{guess}'?" if guess else None,
-                    )
-                )
-                continue
-            annotation, _ = params[key]
-            if not type_matches(value, annotation):
-                errors.append(
-                    ConfigError(
-                        f"expected {describe(annotation)}, got {value!r}", path=f"{at}{key}"
-                    )
-                )
-        for key, (_, default) in params.items():
-            if default is inspect.Parameter.empty and key not in spec:
-                errors.append(
-                    ConfigError(
-                        f"missing required key for {self.kind} '{spec['type']}'", path=f"{at}{key}"
-                    )
-                )
-        return errors
+        params = self.parameters(spec["type"])
+        errors = [
+            error.within(path)
+            for key, value in spec.items()
+            if key != "type" and (error := self._check_key(spec["type"], params, key, value))
+        ]
+        return errors + [
+            ConfigError(f"missing required key for {self.kind} '{spec['type']}'", path=at + key)
+            for key, (_, default) in params.items()
+            if default is inspect.Parameter.empty and key not in spec
+        ]
+
+    def _check_key(
+        self, name: str, params: Mapping[str, tuple[Any, Any]], key: str, value: Any
+    ) -> ConfigError | None:
+        """The problem with one argument of part `name` (path relative to the spec), if any."""
+        if key not in params:
+            return ConfigError(
+                f"unknown key for {self.kind} '{name}' (accepted: {', '.join(params) or 'none'})",
+                path=str(key),
+                hint=suggestion(key, params, self._key_aliases.get(name)),
+            )
+        annotation, _ = params[key]
+        if not type_matches(value, annotation):
+            return ConfigError(f"expected {describe(annotation)}, got {value!r}", path=str(key))
+        return None
 
     def build(self, spec: str | Mapping[str, Any], path: str = "", **extra: Any) -> Any:
         """Construct the part a spec describes; errors name the dotted path."""
@@ -199,3 +249,19 @@ class Registry:
             return self.get(spec["type"])(**kwargs, **extra)
         except ConfigError as error:
             raise error.within(path) from None
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What a config may name: the registries and the dataset names it is checked against.
+
+    config.py imports no registry; its caller passes the one set of parts (bptrain.parts.PARTS),
+    so the config layer stays below the layers, losses, optimizers and data in the import graph.
+    """
+
+    layers: Registry
+    losses: Registry
+    optimizers: Registry
+    schedules: Registry
+    datasets: Collection[str]
+    dataset_aliases: Mapping[str, str] = field(default_factory=dict)

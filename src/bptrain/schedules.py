@@ -4,7 +4,8 @@ Every schedule takes `warmup` (epochs, may be fractional): while progress < warm
 multiplied by progress / warmup, a linear ramp from 0 at the first step (as in the common
 "linear warm-up" recipes) up to the schedule's own value when warm-up ends. The schedule itself
 runs on the whole timeline, so step boundaries stay at multiples of `step_size` epochs and the
-cosine still ends at `min_factor` after `total_epochs`.
+cosine still ends at `min_factor` after `total_epochs`. A warm-up must end before the run does:
+the config refuses `warmup >= train.epochs` (config.py, which knows both).
 """
 
 from __future__ import annotations

@@ -1,11 +1,17 @@
-"""Layers: the seed's graph nodes and every registered layer (imported here to register them)."""
+"""Layers: the seed's graph nodes and every registered layer (imported here to register them).
 
+The loss layers live in bptrain.losses; SoftmaxWithLoss is also exported here, where the seed
+keeps it, beside the layers it ends.
+"""
+
+from ..losses import IdentityWithMSE, SoftmaxWithLoss
 from .activations import LeakyRelu, Tanh
 from .base import LAYERS, Layer, Shape
-from .conv import AvgPool2D, Conv2D, MaxPool2D
+from .conv import Conv2D
 from .core import Affine, Flatten, Relu, Sigmoid
 from .graph import AddLayer, MulLayer
 from .norm import BatchNorm
+from .pool import AvgPool2D, MaxPool2D
 from .regularization import Dropout
 
 __all__ = [
@@ -17,6 +23,7 @@ __all__ = [
     "Conv2D",
     "Dropout",
     "Flatten",
+    "IdentityWithMSE",
     "Layer",
     "LeakyRelu",
     "MaxPool2D",
@@ -24,5 +31,6 @@ __all__ = [
     "Relu",
     "Shape",
     "Sigmoid",
+    "SoftmaxWithLoss",
     "Tanh",
 ]

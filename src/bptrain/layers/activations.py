@@ -28,7 +28,7 @@ class Tanh(Layer):
         return dx
 
 
-@LAYERS.register("leaky_relu")
+@LAYERS.register("leaky_relu", aliases=("leakyrelu",), key_aliases={"negative_slope": "alpha"})
 class LeakyRelu(Layer):
     """x where x > 0, alpha * x elsewhere: negative inputs keep a small gradient."""
 

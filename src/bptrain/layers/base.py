@@ -6,19 +6,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..registry import Registry
+from ..registry import Named, Registry
 
 LAYERS = Registry("layer")
 
 Shape = tuple[int, ...]
 
 
-class Layer:
+class Layer(Named):
     """One node of the computational graph working on a batch.
 
     `params` and `grads` share keys and hold arrays that are never rebound after `build`:
     optimizers update them in place and the network hands out views of these very arrays.
     `buffers` hold non-trained state that checkpoints must keep (BatchNorm's running stats).
+    `name` is the registry key (``"affine"``), the one name messages and summaries use.
     """
 
     # A spec and an input shape (without the batch axis) the test suite gradient-checks every

@@ -62,7 +62,7 @@ class Flatten(Layer):
         return dout.reshape(self.x_shape)
 
 
-@LAYERS.register("affine")
+@LAYERS.register("affine", aliases=("linear", "dense"), key_aliases={"out_features": "units"})
 class Affine(Layer):
     """x W + b on (N, ...) input flattened to (N, D); dx comes back in the input's shape.
 

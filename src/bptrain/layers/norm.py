@@ -52,7 +52,7 @@ def channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum(f"{axes},{axes}->c", ma[0], mb[0])
 
 
-@LAYERS.register("batch_norm")
+@LAYERS.register("batch_norm", aliases=("batchnorm1d", "batchnorm2d", "batch_normalization"))
 class BatchNorm(Layer):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta, statistics per feature or channel.
 

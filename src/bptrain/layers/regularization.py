@@ -10,7 +10,7 @@ from ..errors import ConfigError
 from .base import LAYERS, Layer, Shape
 
 
-@LAYERS.register("dropout")
+@LAYERS.register("dropout", key_aliases={"p": "rate"})
 class Dropout(Layer):
     """Inverted dropout: in training, zero each unit with probability `rate` and scale the
     kept ones by 1 / (1 - rate), so inference is the identity and needs no rescaling.
