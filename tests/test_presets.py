@@ -103,3 +103,13 @@ def test_preset_passes_gradcheck(name):
     layers = yaml.safe_load(preset_text(name))["model"]["layers"]
     expected = sum(PARAMETRIC.get(layer["type"], 0) for layer in layers) + 1  # + the input
     assert len(record["parameters"]) == expected and record["parameters"][-1]["name"] == "input"
+
+
+def test_presets_lists_each_with_its_one_line_description():
+    from cli_helpers import invoke, records
+
+    (record,) = records(invoke("presets").stdout)
+    assert set(record["descriptions"]) == set(record["presets"])
+    for name, text in record["descriptions"].items():
+        assert text and not text.startswith(name) and text.endswith(".")
+    assert "SimpleConvNet" in record["descriptions"]["cnn"]

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__, console, experiment
-from .config import DEFAULT_PRESET, preset_names
+from .config import DEFAULT_PRESET, preset_description, preset_names
 from .errors import ConfigError, ExitCode
 from .experiment import DataOptions, Hooks, TrainRequest, blas_threads
 from .interrupts import INTERRUPTS
@@ -400,4 +400,15 @@ def download(dataset: str, data_dir: str | None, mirrors: tuple[str, ...], offli
 @common_options
 def presets_command() -> None:
     """List the preset configs shipped with bptrain (one JSON line)."""
-    console.emit({"event": "presets", "default": DEFAULT_PRESET, "presets": preset_names()})
+    names = preset_names()
+    descriptions = {name: preset_description(name) for name in names}
+    console.emit(
+        {
+            "event": "presets",
+            "default": DEFAULT_PRESET,
+            "presets": names,
+            "descriptions": descriptions,
+        }
+    )
+    for name in names:
+        console.log.info(f"{name:<10} {descriptions[name]}")

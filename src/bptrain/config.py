@@ -467,6 +467,13 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in presets_dir().glob("*.yaml"))
 
 
+def preset_description(name: str) -> str:
+    """A preset's one-line summary: its first comment, `# NAME: what it is`, without the name."""
+    with open(presets_dir() / f"{name}.yaml", encoding="utf-8") as handle:
+        first = handle.readline().lstrip("#").strip()
+    return first.removeprefix(f"{name}:").strip()
+
+
 class Source(NamedTuple):
     """A config's text, its label in messages, its run name, and the folder of its file."""
 
