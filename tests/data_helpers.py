@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,9 +63,12 @@ def synthetic_files(
     return {name: idx_bytes(array) for name, array in arrays.items()}
 
 
-def gz(data: bytes) -> bytes:
-    """gzip-compress with a fixed mtime, so equal data gives equal bytes."""
-    return gzip.compress(data, mtime=0)
+def gz(data: bytes, *, level: int = 9) -> bytes:
+    """gzip-compress with a fixed mtime, so equal data gives equal bytes.
+
+    level=0 stores the data uncompressed: equal-length inputs then give equal-length files.
+    """
+    return gzip.compress(data, compresslevel=level, mtime=0)
 
 
 def write_files(folder: Path, files: dict[str, bytes], *, compress: bool = True) -> Path:
@@ -285,6 +290,35 @@ def stall_midway(body: bytes, stopping: threading.Event, *, sent: threading.Even
     return behaviour
 
 
+def trickle(
+    body: bytes,
+    stopping: threading.Event,
+    *,
+    chunk: int = 32,
+    every: float = 0.05,
+    limit: float = 10.0,
+) -> Behaviour:
+    """200 with the full Content-Length, then `chunk` bytes every `every` s: a stalled mirror.
+
+    It gives up after `limit` s (closing the connection: a short body), so a client that never
+    abandons the mirror still ends, late.
+    """
+
+    def behaviour(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        deadline = time.monotonic() + limit
+        for start in range(0, len(body), chunk):
+            if stopping.wait(every) or time.monotonic() > deadline:
+                break
+            h.wfile.write(body[start : start + chunk])
+            h.wfile.flush()
+        h.close_connection = True
+
+    return behaviour
+
+
 def closed_port_url() -> str:
     """A mirror URL on a port where nothing listens (connection refused)."""
     with socket.socket() as sock:
@@ -305,6 +339,13 @@ def isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(var.lower(), raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    # An earlier CLI test leaves the console's stderr handler on the "bptrain" logger (and
+    # propagation off): the data layer's log lines must reach caplog, not the test's stderr.
+    logger = logging.getLogger("bptrain")
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "propagate", True)
+    monkeypatch.setattr(logger, "level", logger.level)  # remembered for the undo
+    logger.setLevel(logging.NOTSET)  # setLevel, not the attribute: it also clears level caches
 
 
 def files_in(folder: Path) -> list[str]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,6 +35,7 @@ from data_helpers import (
     stall_midway,
     status,
     synthetic_files,
+    trickle,
 )
 
 FAST = {"timeout": (2.0, 2.0), "retries": 2, "backoff": 0.0, "quiet": True}
@@ -49,9 +52,8 @@ def cache(tmp_path: Path) -> Path:
 
 
 def assert_complete(folder: Path) -> None:
-    """Exactly the four verified .gz files (plus stamps and the lock), no temp files."""
-    names = files_in(folder)
-    assert [n for n in names if n.endswith(".part") or n.endswith(".tmp")] == []
+    """Exactly the four verified .gz files: no temp, lock or stamp files."""
+    assert files_in(folder) == sorted(f"{name}.gz" for name in FILE_NAMES)
     for name in FILE_NAMES:
         assert (folder / f"{name}.gz").read_bytes() == gz(FILES[name])
 
@@ -66,6 +68,7 @@ def test_download_from_a_mirror(server: LoopbackServer, tmp_path: Path) -> None:
     assert [f.sha256 for f in result.files] == [sha256(FILES[n]) for n in FILE_NAMES]
     assert_complete(folder)
     record = json.loads(json.dumps(result.to_record()))
+    assert next(iter(record.items())) == ("event", "download")  # first, as in every record
     assert record["dataset"] == "synth" and record["folder"] == str(folder)
     assert record["files"][0] == {
         "name": TRAIN_IMAGES,
@@ -138,6 +141,53 @@ def test_read_timeout_falls_through(server: LoopbackServer, tmp_path: Path) -> N
     assert all(f.source.startswith(slow) for f in result.files[1:])
 
 
+def test_a_trickling_mirror_is_abandoned_for_the_next(
+    server: LoopbackServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 32 bytes every 50 ms keeps every recv inside the read timeout, forever: only a
+    # minimum-throughput deadline gets the download to the good mirror.
+    server.routes[f"/slow/{TRAIN_IMAGES}.gz"] = trickle(gz(FILES[TRAIN_IMAGES]), server.stopping)
+    slow = server.mirror("slow", {n: FILES[n] for n in FILE_NAMES[1:]})
+    good = server.mirror("good", FILES)
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        result = fetch(
+            INFO, cache(tmp_path), mirrors=[slow, good], min_rate=4096, stall_window=0.3, **FAST
+        )
+    assert time.monotonic() - start < 5  # the trickle alone would take 10 s
+    assert result.files[0].source == f"{good}{TRAIN_IMAGES}.gz"
+    assert all(f.source.startswith(slow) for f in result.files[1:])
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.name.startswith("bptrain.data")  # logged, never printed
+    assert re.search(r"stalled: \d+ bytes in 0\.\d s; trying the next mirror", warning.getMessage())
+    assert_complete(cache(tmp_path) / "synth")
+
+
+def test_a_slow_but_steady_mirror_is_kept(server: LoopbackServer, tmp_path: Path) -> None:
+    body = gz(FILES[TRAIN_IMAGES])  # ~4.7 kB at ~6 kB/s: slow, but over the minimum rate
+    server.routes[f"/m1/{TRAIN_IMAGES}.gz"] = trickle(body, server.stopping, chunk=300)
+    mirror = server.mirror("m1", {n: FILES[n] for n in FILE_NAMES[1:]})
+    result = fetch(INFO, cache(tmp_path), mirrors=[mirror], min_rate=1024, stall_window=0.2, **FAST)
+    assert result.files[0].source == f"{mirror}{TRAIN_IMAGES}.gz"
+
+
+def test_a_corrupt_cached_file_is_warned_about_once(
+    server: LoopbackServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = cache(tmp_path) / "synth"
+    folder.mkdir(parents=True)
+    for name in FILE_NAMES:
+        (folder / f"{name}.gz").write_bytes(gz(FILES[name]))
+    damaged = folder / f"{TEST_LABELS}.gz"
+    damaged.write_bytes(damaged.read_bytes()[:-8] + b"\xff\xff\xff\xff" + damaged.read_bytes()[-4:])
+    with caplog.at_level(logging.WARNING):
+        fetch(INFO, cache(tmp_path), mirrors=[server.mirror("m1", FILES)], **FAST)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and f"{TEST_LABELS}.gz" in warnings[0], warnings
+    assert "delete" not in warnings[0]
+    assert_complete(folder)
+
+
 def test_short_body_falls_through(server: LoopbackServer, tmp_path: Path) -> None:
     body = gz(FILES[TRAIN_IMAGES])
     server.routes[f"/m1/{TRAIN_IMAGES}.gz"] = short(body[:100], claimed=len(body))
@@ -194,8 +244,9 @@ def test_every_mirror_failing_lists_each_url(server: LoopbackServer, tmp_path: P
     with pytest.raises(DataError) as info:
         fetch(INFO, cache(tmp_path), mirrors=mirrors, timeout=(1, 0.3), retries=1, backoff=0.0)
     message = str(info.value)
+    assert f"could not download {TRAIN_IMAGES}.gz: " in message
     for mirror in mirrors:
-        assert f"{mirror}{TRAIN_IMAGES}.gz: " in message
+        assert mirror in message
     for reason in [
         "HTTP 404",
         "HTTP 500 Internal Server Error after 2 tries",
@@ -209,7 +260,7 @@ def test_every_mirror_failing_lists_each_url(server: LoopbackServer, tmp_path: P
         assert reason in message
     assert str(cache(tmp_path) / "synth") in message and "--mirror URL" in message
     assert "\n" not in message
-    assert files_in(cache(tmp_path) / "synth") == [".lock"]  # no partial or temp file
+    assert files_in(cache(tmp_path) / "synth") == []  # no partial, temp or lock file
 
 
 def test_user_mirrors_come_first_then_env_then_builtin(
@@ -331,7 +382,7 @@ def test_ctrl_c_mid_download_leaves_no_file(server: LoopbackServer, tmp_path: Pa
             child.kill()
             child.communicate()
     assert b"KeyboardInterrupt" in stderr
-    assert files_in(folder) == [".lock"]
+    assert files_in(folder) == []
 
 
 def _wait_for_partial(folder: Path) -> Path:

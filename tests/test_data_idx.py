@@ -68,7 +68,7 @@ def test_known_checksum_must_match(tmp_path: Path) -> None:
     spec = FileSpec(TRAIN_IMAGES, sha256=sha256(raw), size=len(raw))
     expect = Expect(spec, image_shape=(28, 28), num_classes=10)
     assert read_idx(write(tmp_path, raw), expect).sha256 == sha256(raw)
-    expect_corrupt(write(tmp_path, other, name="other"), expect, f"expected {sha256(raw)}")
+    expect_corrupt(write(tmp_path, other, name="other"), expect, f"expected {sha256(raw)[:16]}")
 
 
 def test_known_size_is_checked_before_reading(tmp_path: Path) -> None:

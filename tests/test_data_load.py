@@ -68,6 +68,37 @@ def test_load_downloads_what_is_missing(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.t_train, labels(TRAIN_LABELS))
 
 
+def test_load_only_the_test_split(tmp_path: Path) -> None:
+    folder = write_files(tmp_path / "synth", FILES)
+    (folder / f"{TRAIN_IMAGES}.gz").write_bytes(b"never read")  # proves train is not read
+    (folder / f"{TRAIN_LABELS}.gz").unlink()
+    data = load(INFO, tmp_path, offline=True, splits=("test",))
+    assert data.x_train.shape == (0, 1, 28, 28) and data.x_train.dtype == np.float32
+    assert data.t_train.shape == (0,) and data.t_train.dtype == np.int64
+    np.testing.assert_array_equal(data.x_test[:, 0] * 255, pixels(TEST_IMAGES))
+    np.testing.assert_array_equal(data.t_test, labels(TEST_LABELS))
+    assert data.image_shape == (1, 28, 28) and data.num_classes == 10
+    assert data.checksums == {name: sha256(FILES[name]) for name in (TEST_IMAGES, TEST_LABELS)}
+
+
+def test_load_of_one_split_downloads_only_its_files(tmp_path: Path) -> None:
+    with LoopbackServer() as server:
+        mirror = server.mirror("m1", FILES)
+        data = load(INFO, tmp_path, mirrors=[mirror], quiet=True, splits=["test"])
+        assert sorted(s.path for s in server.seen) == sorted(f"/m1/{n}.gz" for n in FILE_NAMES[2:])
+        assert files_in(tmp_path / "synth") == sorted(f"{n}.gz" for n in FILE_NAMES[2:])
+        train = load(INFO, tmp_path, mirrors=[mirror], quiet=True, splits=("train",))
+        assert len(server.seen) == 4
+    assert len(data.t_test) == 5 and len(data.t_train) == 0
+    assert len(train.t_train) == 12 and train.x_test.shape == (0, 1, 28, 28)
+
+
+@pytest.mark.parametrize("splits", [(), ("validation",), ("test", "tset")])
+def test_load_rejects_unknown_splits(tmp_path: Path, splits: tuple[str, ...]) -> None:
+    with pytest.raises(ConfigError, match="split"):
+        load(INFO, tmp_path, offline=True, splits=splits)
+
+
 def test_class_names() -> None:
     assert DATASETS["mnist"].class_names == tuple("0123456789")
     assert DATASETS["fashion-mnist"].class_names == (
@@ -210,5 +241,8 @@ def test_load_real_fashion_mnist_in_place() -> None:
 @pytest.mark.slow
 @needs_copy
 def test_wrong_dataset_in_place_is_caught() -> None:
-    with pytest.raises(DataError, match="SHA-256 of the decompressed data"):
+    with pytest.raises(DataError) as info:
         load("mnist", FASHION_COPY, offline=True)
+    message = str(info.value)
+    assert "these are the fashion-mnist files (their checksums match)" in message
+    assert "--set data.dataset=fashion-mnist" in message and "delete" not in message

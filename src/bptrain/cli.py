@@ -30,8 +30,7 @@ class BptrainGroup(click.Group):
         sys.exit(self._run(args, prog_name or "bptrain", extra))
 
     def _run(self, args: Any, prog_name: str, extra: dict[str, Any]) -> int:
-        console.reset()
-        with INTERRUPTS.installed():
+        with console.session(), INTERRUPTS.installed():
             return console.run(lambda: self._click(args, prog_name, extra))
 
     def _click(self, args: Any, prog_name: str, extra: dict[str, Any]) -> int:
@@ -391,8 +390,7 @@ def download(dataset: str, data_dir: str | None, mirrors: tuple[str, ...], offli
     result = data.fetch(
         dataset, data_dir, mirrors=mirrors, offline=offline or None, quiet=console.OPTIONS.quiet
     )
-    record = result.to_record()
-    console.emit({"event": "download", **record})
+    console.emit(result.to_record())
     console.log.info(f"{result.dataset}: four files verified in {result.folder}")
 
 

@@ -6,6 +6,7 @@ else; logs go through one logging channel (the "bptrain" logger) whose verbosity
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -14,7 +15,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +45,21 @@ def configure(*, quiet: bool = False, verbose: bool = False, traceback: bool = F
     _setup_logging()
 
 
-def reset() -> None:
-    """Back to defaults at the start of each command (tests run many in one process)."""
+@contextlib.contextmanager
+def session() -> Iterator[None]:
+    """One command: default switches and bptrain's log handler, the logger as it was after.
+
+    Tests run many commands in one process; none may leave its handler behind.
+    """
+    saved = (list(LOGGER.handlers), LOGGER.propagate, LOGGER.level)
     OPTIONS.quiet = OPTIONS.verbose = OPTIONS.traceback = False
     _STDERR.alive = True
     _setup_logging()
+    try:
+        yield
+    finally:
+        LOGGER.handlers[:], LOGGER.propagate = saved[0], saved[1]
+        LOGGER.setLevel(saved[2])
 
 
 # ---------------------------------------------------------------------------------------------

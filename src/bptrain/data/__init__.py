@@ -1,8 +1,10 @@
 """The data layer: dataset table, downloader, IDX verification, cache and loading.
 
 Public API (the CLI and the trainer depend on these names):
-fetch() puts the four verified files on disk, load() returns them as arrays,
-split_validation() holds a seeded validation set out of the training set.
+fetch() puts the four verified files on disk, load() returns them as arrays (all splits, or
+only some: load(..., splits=("test",))), split_validation() holds a seeded validation set out
+of the training set. Data-layer warnings (a failing mirror, a corrupt cached file) go through
+logging.getLogger("bptrain.data.*"); nothing here prints.
 """
 
 from .cache import dataset_folder, resolve_data_dir

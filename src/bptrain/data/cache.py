@@ -1,11 +1,9 @@
-"""Cache folders: where each dataset lives, the download lock and the verification stamps."""
+"""Cache folders: where each dataset lives, the names its files go by, the download lock."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +46,15 @@ def resolve_data_dir(data_dir: PathLike | None = None) -> Path:
 
 
 def dataset_folder(dataset: str | DatasetInfo, data_dir: PathLike | None = None) -> Location:
-    """Where a dataset lives: data_dir itself when it holds the four files, else ROOT/<name>."""
+    """Where a dataset lives: data_dir itself when it holds any of the four files, else ROOT/<name>.
+
+    A --data-dir folder with even one of the files is the user's dataset folder, not a cache
+    root: bptrain may add the files it lacks there, but never replaces or deletes one.
+    """
     info = get_info(dataset)
     if data_dir is not None and str(data_dir):
         given = _absolute(data_dir)
-        if holds_all(given):
+        if any(candidates(given, name) for name in FILE_NAMES):
             return Location(given, owned=False)
     return Location(resolve_data_dir(data_dir) / info.name, owned=True)
 
@@ -61,67 +63,57 @@ def _absolute(path: PathLike) -> Path:
     return Path(path).expanduser().absolute()
 
 
+def names_of(name: str) -> tuple[str, ...]:
+    """The names one of the four files is looked for under, in the order tried.
+
+    NAME (train-images-idx3-ubyte), then the widespread Kaggle copy's NAME with a dot before
+    idx (train-images.idx3-ubyte), then both with .gz. Uncompressed comes first because it
+    reads faster. A name alone proves nothing: for mnist and fashion-mnist the raw SHA-256
+    then decides; for the idx dataset the name is all there is.
+    """
+    kaggle = name.replace("-idx", ".idx")
+    return name, kaggle, f"{name}.gz", f"{kaggle}.gz"
+
+
 def candidates(folder: Path, name: str) -> list[Path]:
-    """The existing copies of one IDX file in a folder: uncompressed first (faster), then .gz."""
-    return [path for path in (folder / name, folder / f"{name}.gz") if path.is_file()]
+    """The existing copies of one IDX file in a folder, in names_of() order."""
+    return [folder / n for n in names_of(name) if (folder / n).is_file()]
 
 
-def holds_all(folder: Path) -> bool:
-    """True when the folder has every one of the four files, gz or raw."""
-    return all(candidates(folder, name) for name in FILE_NAMES)
+def holds_all(folder: Path, names: tuple[str, ...] = FILE_NAMES) -> bool:
+    """True when the folder has a copy of every named file, gz or raw."""
+    return all(candidates(folder, name) for name in names)
 
 
 @contextlib.contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on FOLDER/.lock so concurrent fetches download each file once."""
-    if fcntl is None:
+    """Hold an exclusive lock on the folder so concurrent fetches download each file once.
+
+    The lock is on the folder's own descriptor, so no lock file is left behind (a user's folder
+    gains only the files it lacked). Where folders cannot be locked (Windows, some network
+    filesystems) it is skipped: unique temp names and os.replace still keep every file whole.
+    """
+    fd = _lock_dir(folder)
+    try:
         yield
-        return
-    # "a" creates the file without truncating it; the lock file stays (removing it races).
-    with open(folder / ".lock", "ab") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def stamp_path(path: Path) -> Path:
-    """The JSON stamp remembering a verified file's raw SHA-256."""
-    return path.with_name(f".{path.name}.stamp.json")
-
-
-def read_stamp(path: Path, stat: os.stat_result) -> str | None:
-    """The stamped SHA-256 if the stamp matches the file's size, mtime and inode, else None."""
-    try:
-        doc = json.loads(stamp_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("key") != _stamp_key(stat):
-        return None
-    sha256 = doc.get("sha256")
-    if isinstance(sha256, str) and len(sha256) == 64:
-        return sha256
-    return None
-
-
-def write_stamp(path: Path, stat: os.stat_result, sha256: str) -> None:
-    """Stamp a verified file; `stat` is from before verification, so a later change voids it."""
-    doc = {"key": _stamp_key(stat), "sha256": sha256}
-    target = stamp_path(path)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_text(json.dumps(doc), encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError:
-        pass  # a stamp only saves time; a read-only cache simply goes without one
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
 
 
-def _stamp_key(stat: os.stat_result) -> list[int]:
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+def _lock_dir(folder: Path) -> int | None:
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def fsync_dir(folder: Path) -> None:

@@ -167,6 +167,18 @@ IDX = DatasetInfo(name="idx", files=tuple(FileSpec(name) for name in FILE_NAMES)
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (MNIST, FASHION_MNIST, IDX)}
 
 
+def known_file(sha256: str) -> tuple[str, str] | None:
+    """(dataset, file name) of the table's file with this raw SHA-256, or None.
+
+    Read from DATASETS at each call (a dozen entries), so a dataset added to the table counts.
+    """
+    for info in DATASETS.values():
+        for spec in info.files:
+            if spec.sha256 == sha256:
+                return info.name, spec.name
+    return None
+
+
 def get_info(dataset: str | DatasetInfo) -> DatasetInfo:
     """The DatasetInfo for a name (ConfigError with a suggestion when unknown) or as given."""
     if isinstance(dataset, DatasetInfo):

@@ -22,7 +22,6 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import ConfigError, DataError
 from .cache import fsync_dir
-from .env import ENV_MIRROR
 from .idx import CorruptFileError
 
 log = logging.getLogger(__name__)
@@ -42,14 +41,42 @@ class MirrorFailure(Exception):
         self.reason = reason
 
 
+class MirrorsFailed(DataError):
+    """Every mirror failed for one file; `failures` holds (mirror, reason) in the order tried."""
+
+    def __init__(self, name: str, failures: list[tuple[str, str]]) -> None:
+        super().__init__(f"could not download {name}.gz: {summarize(failures)}")
+        self.name = name
+        self.failures = failures
+
+
+def summarize(failures: list[tuple[str, str]]) -> str:
+    """'mirror1, mirror2: reason; mirror3: other reason': mirrors that failed alike share one.
+
+    Each mirror appears as given (its base URL); the file name is said once, by the caller.
+    """
+    by_reason: dict[str, list[str]] = {}
+    for mirror, reason in failures:
+        by_reason.setdefault(reason, []).append(mirror)
+    parts = [f"{', '.join(mirrors)}: {reason}" for reason, mirrors in by_reason.items()]
+    return "; ".join(parts) or "no mirror is known"
+
+
 @dataclass(frozen=True)
 class Transfer:
-    """How to talk to mirrors: (connect, read) timeouts, retries and backoff base, progress."""
+    """How to talk to mirrors: (connect, read) timeouts, retries and backoff base, progress.
+
+    A body arriving at under `min_rate` bytes/s, averaged over each `stall_window` seconds, is
+    abandoned for the next mirror: the read timeout alone never fires while a trickle of bytes
+    keeps every recv busy (1 KiB every 2 s would take 14 hours for Fashion-MNIST).
+    """
 
     timeout: tuple[float, float] = (10, 60)
     retries: int = 2
     backoff: float = 0.5
     quiet: bool = False
+    min_rate: float = 4096.0
+    stall_window: float = 30.0
 
 
 def make_session() -> requests.Session:
@@ -84,21 +111,21 @@ def download_file(
     transfer: Transfer,
     max_bytes: int,
 ) -> tuple[T, str]:
-    """Fetch FOLDER/NAME.gz from the first mirror whose copy verifies; returns (verified, url)."""
-    failures = []
-    for mirror in mirrors:
+    """Fetch FOLDER/NAME.gz from the first mirror whose copy verifies; returns (verified, url).
+
+    Each failing mirror is logged as a warning as it happens; MirrorsFailed if all fail.
+    """
+    failures: list[tuple[str, str]] = []
+    for number, mirror in enumerate(mirrors, 1):
         url = mirror + f"{name}.gz"
         final = folder / f"{name}.gz"
         try:
             return _download_one(url, final, verify, session, transfer, max_bytes), url
         except MirrorFailure as exc:
-            log.warning("%s: %s; trying the next mirror", url, exc.reason)
-            failures.append(f"{url}: {exc.reason}")
-    raise DataError(
-        f"could not download {name}.gz: " + "; ".join(failures or ["no mirror is known"]),
-        hint=f"place {name}.gz (or the uncompressed {name}) in {folder} by hand, "
-        f"or add a working mirror with --mirror URL or {ENV_MIRROR}",
-    )
+            more = "; trying the next mirror" if number < len(mirrors) else ""
+            log.warning("%s: %s%s", url, exc.reason, more)
+            failures.append((mirror, exc.reason))
+    raise MirrorsFailed(name, failures)
 
 
 def _download_one(
@@ -185,7 +212,7 @@ def _attempt(
             return _Retry(status, _retry_after(resp, status))
         if resp.status_code != 200:
             raise MirrorFailure(status)
-        _stream_body(resp, out, label, transfer.quiet, max_bytes)
+        _stream_body(resp, out, label, transfer, max_bytes)
         return None
 
 
@@ -200,28 +227,58 @@ def _retry_after(resp: requests.Response, status: str) -> float:
 
 
 def _stream_body(
-    resp: requests.Response, out: BinaryIO, label: str, quiet: bool, max_bytes: int
+    resp: requests.Response, out: BinaryIO, label: str, transfer: Transfer, max_bytes: int
 ) -> None:
     length = _content_length(resp)
     if length is not None and length > max_bytes:
         raise MirrorFailure(f"body of {length} bytes is over the {max_bytes}-byte limit")
     received = 0
+    read, pace = _reader(resp), _Pace(transfer.min_rate, transfer.stall_window)
     # disable=None: tqdm stays silent when stderr is not a terminal.
     bar = tqdm(
         total=length, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
-        file=sys.stderr, disable=True if quiet else None, leave=False,
+        file=sys.stderr, disable=True if transfer.quiet else None, leave=False,
     )  # fmt: skip
     with bar:
-        # Raw bytes as sent: a server adding Content-Encoding: gzip must not get them decoded.
-        while chunk := resp.raw.read(_CHUNK, decode_content=False):
+        while chunk := read():
             received += len(chunk)
             if received > max_bytes:
                 raise MirrorFailure(f"body is over the {max_bytes}-byte limit")
             out.write(chunk)
             bar.update(len(chunk))
+            pace.add(len(chunk))
     # urllib3 2 raises IncompleteRead itself; urllib3 1.26 (still allowed by requests) does not.
     if length is not None and received != length:
         raise MirrorFailure(f"short body: {received} of {length} bytes")
+
+
+def _reader(resp: requests.Response) -> Callable[[], bytes]:
+    """Read up to 64 KiB of raw bytes as sent (a server's Content-Encoding: gzip not undone).
+
+    read1 returns whatever has arrived, so the pace is checked while a trickle comes in; read
+    (urllib3 1.26 has no read1 with decode_content) waits for the full 64 KiB.
+    """
+    raw = resp.raw
+    if callable(getattr(raw, "read1", None)):
+        return lambda: raw.read1(_CHUNK, decode_content=False)
+    return lambda: raw.read(_CHUNK, decode_content=False)
+
+
+class _Pace:
+    """Fails a body that arrives at under `min_rate` bytes/s over a `window`-second stretch."""
+
+    def __init__(self, min_rate: float, window: float) -> None:
+        self.min_rate, self.window = min_rate, window
+        self.start, self.count = time.monotonic(), 0
+
+    def add(self, count: int) -> None:
+        self.count += count
+        elapsed = time.monotonic() - self.start
+        if elapsed < self.window:
+            return
+        if self.count < self.min_rate * elapsed:
+            raise MirrorFailure(f"stalled: {self.count} bytes in {elapsed:.1f} s")
+        self.start, self.count = time.monotonic(), 0
 
 
 def _content_length(resp: requests.Response) -> int | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,19 +11,19 @@ from typing import Any
 import requests
 
 from ..errors import DataError
-from .cache import (
-    PathLike,
-    candidates,
-    dataset_folder,
-    folder_lock,
-    holds_all,
-    read_stamp,
-    stamp_path,
-    write_stamp,
+from . import messages
+from .cache import Location, PathLike, candidates, dataset_folder, folder_lock, holds_all
+from .datasets import (
+    FILE_NAMES,
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    DatasetInfo,
+    get_info,
 )
-from .datasets import FILE_NAMES, DatasetInfo, get_info
-from .download import Transfer, download_file, make_session, mirror_list
-from .env import ENV_OFFLINE, env_mirrors, resolve_offline
+from .download import MirrorsFailed, Transfer, download_file, make_session, mirror_list
+from .env import env_mirrors, resolve_offline
 from .idx import CorruptFileError, Expect, IdxFile, read_idx
 
 log = logging.getLogger(__name__)
@@ -49,15 +48,38 @@ class FetchResult:
     files: list[FileRecord] = field(default_factory=list)
 
     def to_record(self) -> dict[str, Any]:
-        """A JSON-ready dict for one JSON Lines record."""
+        """A JSON-ready dict for one JSON Lines record ("event" first, as in every record)."""
         files = [{"name": f.name, "sha256": f.sha256, "source": f.source} for f in self.files]
-        return {"dataset": self.dataset, "folder": str(self.folder), "files": files}
+        return {
+            "event": "download",
+            "dataset": self.dataset,
+            "folder": str(self.folder),
+            "files": files,
+        }
 
 
 @dataclass(frozen=True)
-class _Found:
+class Found:
+    """One verified file: its record, its IDX dims, and the parsed file when arrays are wanted."""
+
     record: FileRecord
-    idx: IdxFile | None  # None when a stamp vouched for the file and no arrays were wanted
+    dims: tuple[int, ...]
+    idx: IdxFile | None
+
+
+@dataclass(frozen=True)
+class Bad:
+    """Why one file cannot be used: no copy at all (no errors), or what is wrong with each copy."""
+
+    errors: tuple[CorruptFileError, ...] = ()
+
+    @property
+    def missing(self) -> bool:
+        return not self.errors
+
+    def describe(self) -> str:
+        """'NAME.gz is corrupt: reason; ...' for each copy, or 'missing'."""
+        return "; ".join(f"{e.path.name} is corrupt: {e.reason}" for e in self.errors) or "missing"
 
 
 def fetch(
@@ -70,9 +92,17 @@ def fetch(
     timeout: tuple[float, float] = (10, 60),
     retries: int = 2,
     backoff: float = 0.5,
+    min_rate: float = Transfer.min_rate,
+    stall_window: float = Transfer.stall_window,
 ) -> FetchResult:
-    """Make sure the four verified files are on disk (downloading what is missing or corrupt)."""
-    transfer = Transfer(timeout=timeout, retries=retries, backoff=backoff, quiet=quiet)
+    """Make sure the four verified files are on disk (downloading what is missing or corrupt).
+
+    Every file is read and hashed on every call: the reported SHA-256 is always computed.
+    """
+    transfer = Transfer(
+        timeout=timeout, retries=retries, backoff=backoff, quiet=quiet,
+        min_rate=min_rate, stall_window=stall_window,
+    )  # fmt: skip
     result, _ = resolve(dataset, data_dir, mirrors=mirrors, offline=offline, transfer=transfer)
     return result
 
@@ -85,31 +115,26 @@ def resolve(
     offline: bool | None = None,
     transfer: Transfer = Transfer(),  # noqa: B008 (frozen dataclass: safe as a default)
     want_arrays: bool = False,
+    names: tuple[str, ...] = FILE_NAMES,
 ) -> tuple[FetchResult, dict[str, IdxFile]]:
-    """fetch() that can also hand back the parsed files, so load() reads each file once."""
+    """fetch() that can also hand back the parsed files, so load() reads each file once.
+
+    `names` limits the work to some of the four files: only they are verified or downloaded.
+    """
     info = get_info(dataset)
     offline = resolve_offline(offline)
     urls = mirror_list(mirrors, env_mirrors(), info.mirrors)
     location = dataset_folder(info, data_dir)
-    if not location.owned:
-        return _in_place(info, location.folder, want_arrays)
-    found, problems = _scan(info, location.folder, FILE_NAMES, want_arrays, stamps=True)
-    if problems:
-        system = _system_copy(info, want_arrays)
-        if system is not None:
-            return system
-        if offline or not urls:
-            raise _missing_error(info, location.folder, problems, offline)
-        found.update(_download(info, location.folder, problems, urls, transfer, want_arrays))
-    return _result(info, location.folder, found)
-
-
-def _result(
-    info: DatasetInfo, folder: Path, found: dict[str, _Found]
-) -> tuple[FetchResult, dict[str, IdxFile]]:
-    records = [found[name].record for name in FILE_NAMES]
-    arrays = {name: found[name].idx for name in FILE_NAMES if found[name].idx is not None}
-    return FetchResult(info.name, folder, records), arrays  # type: ignore[return-value]
+    found, bad = _scan(info, location.folder, names, want_arrays)
+    system = _system_copy(info, names, want_arrays) if bad and location.owned else None
+    if system is not None:
+        location, found = system
+    elif bad:
+        found |= _repair(info, location, found, bad, urls, offline, transfer, want_arrays)
+    check_splits(info, found)
+    records = [found[name].record for name in names]
+    arrays = {name: found[name].idx for name in names if found[name].idx is not None}
+    return FetchResult(info.name, location.folder, records), arrays  # type: ignore[return-value]
 
 
 def _expect(info: DatasetInfo, name: str) -> Expect:
@@ -117,137 +142,154 @@ def _expect(info: DatasetInfo, name: str) -> Expect:
     return Expect(spec, info.image_shape, info.num_classes, info.max_file_bytes)
 
 
-def _check(info: DatasetInfo, path: Path, name: str, want_arrays: bool, stamps: bool) -> _Found:
-    """Verify one file (CorruptFileError if bad); stamps let an unchanged file skip the hash."""
-    stat = path.stat()
-    trusted = read_stamp(path, stat) if stamps else None
-    if trusted and info.spec(name).sha256 not in (None, trusted):
-        trusted = None  # a stamp from another dataset's file: hash it again
-    if trusted and not want_arrays:
-        return _Found(FileRecord(name, path, trusted, "cache"), None)
-    idx = read_idx(path, _expect(info, name), trusted_sha256=trusted)
-    if stamps and not trusted:
-        write_stamp(path, stat, idx.sha256)
-    return _Found(FileRecord(name, path, idx.sha256, "cache"), idx if want_arrays else None)
-
-
 def _scan(
-    info: DatasetInfo, folder: Path, names: tuple[str, ...], want_arrays: bool, stamps: bool
-) -> tuple[dict[str, _Found], dict[str, str]]:
-    """Check the named files in a folder: (found, problems as name -> what is wrong)."""
-    found: dict[str, _Found] = {}
-    problems: dict[str, str] = {}
+    info: DatasetInfo, folder: Path, names: tuple[str, ...], want_arrays: bool
+) -> tuple[dict[str, Found], dict[str, Bad]]:
+    """Verify the named files in a folder (the first good copy of each); logs nothing."""
+    found: dict[str, Found] = {}
+    bad: dict[str, Bad] = {}
     for name in names:
-        reasons = []
+        errors = []
         for path in candidates(folder, name):
             try:
-                found[name] = _check(info, path, name, want_arrays, stamps)
-                break
+                idx = read_idx(path, _expect(info, name))
             except CorruptFileError as exc:
-                log.warning("%s", exc)
-                reasons.append(f"{path.name} is corrupt: {exc.reason}")
+                errors.append(exc)
+                continue
+            record = FileRecord(name, path, idx.sha256, "cache")
+            found[name] = Found(record, idx.dims, idx if want_arrays else None)
+            break
         else:
-            problems[name] = "; ".join(reasons) or "missing"
-    return found, problems
-
-
-def _in_place(
-    info: DatasetInfo, folder: Path, want_arrays: bool
-) -> tuple[FetchResult, dict[str, IdxFile]]:
-    """A folder bptrain does not own: verify every file, never write there (no stamps)."""
-    found, problems = _scan(info, folder, FILE_NAMES, want_arrays, stamps=False)
-    if problems:
-        raise DataError(
-            f"{info.name}: bad files in {folder}: " + "; ".join(problems.values()),
-            hint=f"replace them with good copies, or use another --data-dir than {folder}",
-        )
-    return _result(info, folder, found)
+            bad[name] = Bad(tuple(errors))
+    return found, bad
 
 
 def _system_copy(
-    info: DatasetInfo, want_arrays: bool
-) -> tuple[FetchResult, dict[str, IdxFile]] | None:
+    info: DatasetInfo, names: tuple[str, ...], want_arrays: bool
+) -> tuple[Location, dict[str, Found]] | None:
     """A verified copy in a system folder (e.g. Debian's /usr/share/datasets), or None."""
     for folder in info.system_dirs:
-        if not holds_all(folder):
+        if not holds_all(folder, names):
             continue
-        try:
-            result = _in_place(info, folder, want_arrays)
-        except DataError as exc:
-            log.warning("ignoring the system copy: %s", exc)
+        found, bad = _scan(info, folder, names, want_arrays)
+        if bad:
+            problems = "; ".join(problem.describe() for problem in bad.values())
+            log.warning("ignoring the system copy in %s: %s", folder, problems)
             continue
         log.info("using the system copy in %s", folder)
-        return result
+        return Location(folder, owned=False), found
     return None
 
 
-def _missing_error(
-    info: DatasetInfo, folder: Path, problems: dict[str, str], offline: bool
-) -> DataError:
-    """Name each missing file, its checksum and the folder to put it in."""
-    items = []
-    for name, problem in problems.items():
-        sha256 = info.spec(name).sha256
-        want = f"raw SHA-256 {sha256}" if sha256 else "any valid IDX data"
-        items.append(f"{name}.gz or {name} ({problem}; {want})")
-    why = f"offline mode ({ENV_OFFLINE} or --offline)" if offline else "no mirror is known"
-    hint = f"put the files in {folder}"
-    hint += ", or run without --offline" if offline else ", or pass --mirror URL or --data-dir"
-    return DataError(f"{info.name}: cannot fetch with {why}: need " + ", ".join(items), hint=hint)
+def _repair(
+    info: DatasetInfo,
+    location: Location,
+    found: dict[str, Found],
+    bad: dict[str, Bad],
+    urls: tuple[str, ...],
+    offline: bool,
+    transfer: Transfer,
+    want_arrays: bool,
+) -> dict[str, Found]:
+    """Download what is missing (in bptrain's own cache also what is corrupt), or say why not."""
+    other = messages.other_dataset(info, bad, found_any=bool(found))
+    if other and (not location.owned or offline or not urls):
+        raise messages.other_dataset_error(info, location.folder, other)
+    if not location.owned and not all(problem.missing for problem in bad.values()):
+        raise messages.bad_files_error(info, location.folder, bad)  # a user's file: not ours
+    if offline or not urls:
+        raise messages.missing_error(info, location, bad, offline=offline, mirrors=bool(urls))
+    return _download(info, location, tuple(bad), urls, transfer, want_arrays)
 
 
 def _download(
     info: DatasetInfo,
-    folder: Path,
-    problems: dict[str, str],
+    location: Location,
+    names: tuple[str, ...],
     urls: tuple[str, ...],
     transfer: Transfer,
     want_arrays: bool,
-) -> dict[str, _Found]:
-    """Download the problem files into an owned folder, under a lock shared with other fetches."""
-    with contextlib.ExitStack() as stack:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(folder_lock(folder))
-        except OSError as exc:
-            raise DataError(
-                f"cannot write to {folder}: {exc.strerror or exc}",
-                hint="choose a writable folder with --data-dir or BPTRAIN_DATA_DIR",
-            ) from None
+) -> dict[str, Found]:
+    """Download the named files, under a lock shared with other fetches into this folder."""
+    _make_folder(location.folder)
+    with folder_lock(location.folder), make_session() as session:
         # Another process may have fetched the files while this one waited for the lock.
-        found, still = _scan(info, folder, tuple(problems), want_arrays, stamps=True)
-        session = stack.enter_context(make_session())
-        for name in still:
-            found[name] = _download_verified(info, folder, name, urls, session, transfer)
+        found, still = _scan(info, location.folder, names, want_arrays)
+        for problem in still.values():
+            if not problem.missing:  # said here once, not in each scan
+                log.warning("%s: %s; downloading it again", location.folder, problem.describe())
+        for number, name in enumerate(still):
+            try:
+                found[name] = _download_verified(info, location, name, urls, session, transfer)
+            except MirrorsFailed as exc:
+                remaining = list(still)[number:]
+                raise messages.download_error(info, location, exc, remaining) from None
             if not want_arrays:
-                found[name] = _Found(found[name].record, None)
+                found[name] = Found(found[name].record, found[name].dims, None)
         return found
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot write to {folder}: {exc.strerror or exc}",
+            hint="choose a writable folder with --data-dir or BPTRAIN_DATA_DIR",
+        ) from None
 
 
 def _download_verified(
     info: DatasetInfo,
-    folder: Path,
+    location: Location,
     name: str,
     urls: tuple[str, ...],
     session: requests.Session,
     transfer: Transfer,
-) -> _Found:
-    """Download one file from the first mirror whose copy verifies, stamp it, drop stale copies."""
+) -> Found:
+    """Download one file from the first mirror whose copy verifies; MirrorsFailed if none does."""
     expect = _expect(info, name)
-
-    def verify(tmp: Path) -> tuple[IdxFile, os.stat_result]:
-        return read_idx(tmp, expect, gzipped=True), tmp.stat()
-
     size = expect.spec.size
     # gzip never grows data by more than a fraction of a percent (stored deflate blocks).
     max_bytes = size + size // 64 + 4096 if size else info.max_file_bytes
-    (idx, stat), url = download_file(
-        name, urls, folder, verify, session=session, transfer=transfer, max_bytes=max_bytes
+    idx, url = download_file(
+        name,
+        urls,
+        location.folder,
+        lambda tmp: read_idx(tmp, expect, gzipped=True),
+        session=session,
+        transfer=transfer,
+        max_bytes=max_bytes,
     )
-    final = folder / f"{name}.gz"
-    write_stamp(final, stat, idx.sha256)
-    # Only a corrupt uncompressed copy can be left here, and it would shadow the new .gz.
-    for stale in (folder / name, stamp_path(folder / name)):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
-    return _Found(FileRecord(name, final, idx.sha256, url), idx)
+    final = location.folder / f"{name}.gz"
+    if location.owned:  # bptrain's own cache: corrupt copies tried before the new one go
+        for stale in candidates(location.folder, name):
+            if stale != final:
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+    return Found(FileRecord(name, final, idx.sha256, url), idx.dims, idx)
+
+
+def check_splits(info: DatasetInfo, found: dict[str, Found]) -> None:
+    """Each split has as many labels as images; train and test images share one size.
+
+    Only the files at hand are compared (load(splits=...) may verify just one split).
+    """
+    for images, labels in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
+        if images not in found or labels not in found:
+            continue
+        n_images, n_labels = found[images].dims[0], found[labels].dims[0]
+        if n_images != n_labels:
+            raise DataError(
+                f"{info.name}: {found[images].record.path} holds {n_images} images "
+                f"but {found[labels].record.path} holds {n_labels} labels",
+                hint="the two files must come from the same dataset",
+            )
+    if TRAIN_IMAGES in found and TEST_IMAGES in found:
+        train, test = found[TRAIN_IMAGES].dims[1:], found[TEST_IMAGES].dims[1:]
+        if train != test:
+            raise DataError(
+                f"{info.name}: training images are {train[0]}x{train[1]} but test images are "
+                f"{test[0]}x{test[1]} in {found[TEST_IMAGES].record.path}",
+                hint="both must come from the same dataset",
+            )

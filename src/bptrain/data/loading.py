@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,11 @@ Pair = tuple[np.ndarray, np.ndarray]
 
 @dataclass(frozen=True, eq=False)  # eq would compare arrays elementwise
 class Dataset:
-    """Images (N, 1, H, W) float32 in [0, 1], labels (N,) int64, and where they came from."""
+    """Images (N, 1, H, W) float32 in [0, 1], labels (N,) int64, and where they came from.
+
+    A split that load(splits=...) skipped has N = 0 (same trailing shape), and `checksums`
+    then names only the files that were read.
+    """
 
     name: str
     x_train: np.ndarray
@@ -38,6 +43,13 @@ class Dataset:
         return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
 
 
+# The files of each split, as load(splits=...) names them.
+SPLITS: dict[str, tuple[str, str]] = {
+    "train": (TRAIN_IMAGES, TRAIN_LABELS),
+    "test": (TEST_IMAGES, TEST_LABELS),
+}
+
+
 def load(
     dataset: str | DatasetInfo,
     data_dir: PathLike | None = None,
@@ -45,27 +57,55 @@ def load(
     mirrors: tuple[str, ...] | list[str] = (),
     offline: bool | None = None,
     quiet: bool = False,
+    splits: Sequence[str] = ("train", "test"),
 ) -> Dataset:
-    """Fetch if needed, verify, and return the dataset as arrays (each file is read once)."""
+    """Fetch if needed, verify, and return the dataset as arrays (each file is read once).
+
+    splits=("test",) reads, verifies and (if need be) downloads only the two test files, as
+    `eval --split test` needs: x_train and t_train are then empty, shaped (0, C, H, W) and (0,),
+    and `checksums` holds the test files only. For the idx dataset, num_classes then counts the
+    loaded labels only.
+    """
     info = get_info(dataset)
+    wanted = _check_split_names(splits)
+    names = tuple(name for split in wanted for name in SPLITS[split])
     transfer = Transfer(quiet=quiet)
     result, files = resolve(
-        info, data_dir, mirrors=mirrors, offline=offline, transfer=transfer, want_arrays=True
-    )
-    _check_splits(info, files)
+        info, data_dir, mirrors=mirrors, offline=offline, transfer=transfer,
+        want_arrays=True, names=names,
+    )  # fmt: skip
     num_classes = info.num_classes or _count_classes(info, files)
-    class_names = info.class_names or tuple(str(i) for i in range(num_classes))
+    pairs = {split: _pair(files, split) for split in wanted}
+    shape = next(iter(pairs.values()))[0].shape[1:]
+    empty = (np.zeros((0, *shape), np.float32), np.zeros(0, np.int64))
+    (x_train, t_train), (x_test, t_test) = (pairs.get(split, empty) for split in SPLITS)
     return Dataset(
         name=info.name,
-        x_train=_images(files.pop(TRAIN_IMAGES)),
-        t_train=files.pop(TRAIN_LABELS).data.astype(np.int64),
-        x_test=_images(files.pop(TEST_IMAGES)),
-        t_test=files.pop(TEST_LABELS).data.astype(np.int64),
+        x_train=x_train,
+        t_train=t_train,
+        x_test=x_test,
+        t_test=t_test,
         num_classes=num_classes,
-        class_names=tuple(class_names),
+        class_names=tuple(info.class_names or (str(i) for i in range(num_classes))),
         checksums={record.name: record.sha256 for record in result.files},
         folder=result.folder,
     )
+
+
+def _check_split_names(splits: Sequence[str]) -> list[str]:
+    """The requested splits in SPLITS order; ConfigError for none or an unknown one."""
+    unknown = [split for split in splits if split not in SPLITS]
+    if unknown or not splits:
+        raise ConfigError(
+            f"cannot load split(s) {', '.join(map(repr, unknown or splits)) or 'none'}",
+            hint=f"choose from {', '.join(SPLITS)}",
+        )
+    return [split for split in SPLITS if split in splits]
+
+
+def _pair(files: dict[str, IdxFile], split: str) -> Pair:
+    images, labels = SPLITS[split]
+    return _images(files.pop(images)), files.pop(labels).data.astype(np.int64)
 
 
 def _images(idx: IdxFile) -> np.ndarray:
@@ -75,32 +115,13 @@ def _images(idx: IdxFile) -> np.ndarray:
     return x
 
 
-def _check_splits(info: DatasetInfo, files: dict[str, IdxFile]) -> None:
-    """Each split has as many labels as images; train and test images share one size."""
-    for images, labels in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
-        n_images, n_labels = files[images].dims[0], files[labels].dims[0]
-        if n_images != n_labels:
-            raise DataError(
-                f"{info.name}: {files[images].path} holds {n_images} images "
-                f"but {files[labels].path} holds {n_labels} labels",
-                hint="the two files must come from the same dataset",
-            )
-    train_shape, test_shape = files[TRAIN_IMAGES].dims[1:], files[TEST_IMAGES].dims[1:]
-    if train_shape != test_shape:
-        raise DataError(
-            f"{info.name}: training images are {train_shape[0]}x{train_shape[1]} "
-            f"but test images are {test_shape[0]}x{test_shape[1]} in {files[TEST_IMAGES].path}",
-            hint="both must come from the same dataset",
-        )
-
-
 def _count_classes(info: DatasetInfo, files: dict[str, IdxFile]) -> int:
-    """For unverified data: max label + 1 across train and test, at least two classes."""
-    num_classes = 1 + max(int(files[name].data.max()) for name in (TRAIN_LABELS, TEST_LABELS))
+    """For unverified data: max label + 1 over the loaded label files, at least two classes."""
+    labels = [files[name] for name in (TRAIN_LABELS, TEST_LABELS) if name in files]
+    num_classes = 1 + max(int(idx.data.max()) for idx in labels)
     if num_classes < 2:
-        path = files[TRAIN_LABELS].path
         raise DataError(
-            f"{info.name}: every label is 0 in {path}",
+            f"{info.name}: every label is 0 in {labels[0].path}",
             hint="a classifier needs two or more classes",
         )
     return num_classes
