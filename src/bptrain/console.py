@@ -216,6 +216,17 @@ class _Lines:
         pass
 
 
+def byte_progress(label: str, total: int | None, *, quiet: bool = False) -> Any:
+    """A bar of bytes for a download, on a terminal only (a context manager with update(n))."""
+    from tqdm import tqdm
+
+    # disable=None: tqdm stays silent when stderr is not a terminal.
+    return tqdm(
+        total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+        disable=True if quiet or OPTIONS.quiet or not _STDERR.alive else None, leave=False,
+    )  # fmt: skip
+
+
 def progress(epochs: int, every: float = 30.0) -> Any:
     """The progress callback for a training run, or None (-q, or `every` 0 off a terminal)."""
     if OPTIONS.quiet or not _STDERR.alive:

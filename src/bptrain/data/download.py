@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import secrets
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,9 +16,8 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from tqdm import tqdm
 
-from .. import __version__
+from .. import __version__, console
 from ..errors import ConfigError, DataError
 from .cache import fsync_dir
 from .idx import CorruptFileError
@@ -234,12 +232,7 @@ def _stream_body(
         raise MirrorFailure(f"body of {length} bytes is over the {max_bytes}-byte limit")
     received = 0
     read, pace = _reader(resp), _Pace(transfer.min_rate, transfer.stall_window)
-    # disable=None: tqdm stays silent when stderr is not a terminal.
-    bar = tqdm(
-        total=length, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
-        file=sys.stderr, disable=True if transfer.quiet else None, leave=False,
-    )  # fmt: skip
-    with bar:
+    with console.byte_progress(label, length, quiet=transfer.quiet) as bar:
         while chunk := read():
             received += len(chunk)
             if received > max_bytes:
