@@ -58,6 +58,7 @@ def test_a_new_run_refuses_an_existing_out_before_loading_data(tmp_path, config_
     assert replaced.exit_code == 0 and digest_of(out) != before
     resumed = invoke("train", "--resume", out, "--out", out, "--set", "train.epochs=4")
     assert resumed.exit_code == 0, resumed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.npz", "small.yaml"]  # no locks
 
 
 def test_an_interrupted_new_run_leaves_the_old_checkpoint_alone(tmp_path, config_file):

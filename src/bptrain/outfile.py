@@ -1,9 +1,9 @@
 """Where a run writes its checkpoint: refuse to replace, lock against a second writer, unique names.
 
-A run holds an advisory lock on `.NAME.lock` beside its checkpoint from before its data is
-loaded until it ends: a second process writing the same file fails at once (exit 4) instead of
-silently overwriting it. Default names get a counter when the second is taken, reserved with
-O_EXCL so two runs started in the same second never share a file.
+From before its data is loaded until it ends, a run holds an advisory lock on `.NAME.lock`
+beside its checkpoint (removed when it ends): a second process writing the same file fails at
+once (exit 4) instead of silently overwriting it. Default names get a counter when the second
+is taken, reserved with O_EXCL so two runs started in the same second never share a file.
 """
 
 from __future__ import annotations
@@ -61,12 +61,11 @@ def refuse_existing(path: Path, *, overwrite: bool, resuming: Path | None) -> No
 def locked(path: Path) -> Iterator[Path]:
     """Hold the advisory lock of `path` for the duration (CheckpointError when it is taken)."""
     check_writable(path)
-    fd = _open_lock(lock_path(path), exclusive=False)
+    held = _take(path, exclusive=False)
     try:
-        _acquire(fd, path)
         yield path
     finally:
-        os.close(fd)  # closing releases the lock; the lock file stays (removing it races)
+        _release(*held)
 
 
 @contextlib.contextmanager
@@ -79,16 +78,49 @@ def reserved_default(folder: Path, stem: str) -> Iterator[Path]:
         if path.exists():
             continue
         try:
-            fd = _open_lock(lock_path(path), exclusive=True)
+            held = _take(path, exclusive=True)
         except FileExistsError:
             continue  # reserved by a run started in the same second
         try:
-            _acquire(fd, path)
             yield path
         finally:
-            os.close(fd)
+            _release(*held)
         return
     raise CheckpointError(f"no free checkpoint name {base}-N.npz in {folder}")
+
+
+def _take(path: Path, *, exclusive: bool) -> tuple[int, Path]:
+    """Lock `path`'s lock file: (descriptor, lock file); exclusive: the file must be new.
+
+    The last holder removes the lock file, so none pile up beside runs. That is safe because a
+    holder checks, once it has the lock, that the file it locked is still the one under the
+    lock's name; a process that opened it just before its removal tries again.
+    """
+    lock = lock_path(path)
+    for _ in range(100):
+        fd = _open_lock(lock, exclusive=exclusive)
+        try:
+            _acquire(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        if _same_file(fd, lock):
+            return fd, lock
+        os.close(fd)
+    raise CheckpointError(f"cannot lock {lock}: it keeps being replaced")
+
+
+def _release(fd: int, lock: Path) -> None:
+    with contextlib.suppress(OSError):
+        lock.unlink()  # while still holding it (see _take)
+    os.close(fd)
+
+
+def _same_file(fd: int, lock: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(lock))
+    except FileNotFoundError:
+        return False
 
 
 def _open_lock(lock: Path, *, exclusive: bool) -> int:
