@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from bptrain.errors import ConfigError
-from bptrain.gradcheck import check_layer
-from bptrain.layers import LAYERS, AvgPool2D, MaxPool2D
+from bptrain.layers import LAYERS
 from bptrain.layers import pool as pool_module
 from layer_helpers import LAYOUTS, built, in_layout
 
@@ -148,35 +147,3 @@ def test_pooling_build_errors(name: str) -> None:
     with pytest.raises(ConfigError) as info:
         LAYERS.build({"type": name, "stride": 0})
     assert info.value.path == "stride"
-
-
-# --- every pooling layer: gradients, dtypes, purity -------------------------------------
-
-SPECS = [
-    (MaxPool2D.example["spec"], MaxPool2D.example["input_shape"]),
-    (AvgPool2D.example["spec"], AvgPool2D.example["input_shape"]),
-    ({"type": "max_pool2d", "size": 2}, (2, 4, 5)),
-    ({"type": "avg_pool2d", "size": 3, "stride": 2}, (1, 7, 5)),
-]
-
-
-@pytest.mark.parametrize(("spec", "shape"), SPECS)
-def test_gradients_match_numerical(spec: dict, shape: tuple) -> None:
-    report = check_layer(spec, shape, batch=3)
-    assert report.ok, report.to_record()
-    assert all(p.checked > 0 for p in report.parameters)
-
-
-@pytest.mark.parametrize(("spec", "shape"), SPECS)
-def test_float32_in_float32_out_and_dout_untouched(spec: dict, shape: tuple) -> None:
-    rng = np.random.default_rng(7)
-    layer = built(spec, shape, np.float32)
-    x = rng.standard_normal((2, *shape)).astype(np.float32)
-    out = layer.forward(x, train=True)
-    dout = rng.standard_normal(out.shape).astype(np.float32)
-    kept = dout.copy()
-    dx = layer.backward(dout)
-    assert out.dtype == dx.dtype == np.float32
-    assert all(a.dtype == np.float32 for a in [*layer.params.values(), *layer.grads.values()])
-    np.testing.assert_array_equal(dout, kept)
-    assert dx.shape == x.shape

@@ -26,6 +26,7 @@ import numpy as np
 from . import __version__
 from .checkpoint_schema import validate_meta
 from .errors import CheckpointError
+from .functional import finite_or_null
 from .network import Network
 from .optimizers import Optimizer
 from .train import TrainState, steps_per_epoch
@@ -154,17 +155,6 @@ def state_from_dict(s: Mapping[str, Any], history: list[dict[str, Any]]) -> Trai
     )
 
 
-def _finite(value: Any) -> Any:
-    """NaN or infinity as null: JSON has no such numbers (a diverged metric must not crash)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def digest(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
     """SHA-256 of the metadata (without its digest) and each entry's name, dtype and shape."""
     layout = sorted((name, a.dtype.str, list(a.shape)) for name, a in arrays.items())
@@ -194,7 +184,7 @@ def save(
     arrays.update({f"best/{k}": v for k, v in (state.best_params or {}).items()})
     if state.order is not None:
         arrays["state/order"] = state.order
-    meta = _finite(
+    meta = finite_or_null(
         {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

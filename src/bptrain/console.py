@@ -10,7 +10,6 @@ import contextlib
 import errno
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BptrainError, ExitCode, Interrupted, OutputError, StdoutClosed
+from .functional import finite_or_null
 
 LOGGER = logging.getLogger("bptrain")
 log = LOGGER  # the run's modules log through child loggers: logging.getLogger("bptrain.x")
@@ -120,7 +120,7 @@ def stderr_text(text: str) -> None:
 
 def emit(record: dict[str, Any]) -> None:
     """Write one JSON Lines record to stdout (never NaN/Infinity) and flush it."""
-    write_stdout(json.dumps(finite(record), allow_nan=False) + "\n")
+    write_stdout(json.dumps(finite_or_null(record), allow_nan=False) + "\n")
 
 
 def write_stdout(text: str) -> None:
@@ -147,17 +147,6 @@ def _point_at_devnull(fd: int) -> None:
         os.close(devnull)
     except (OSError, ValueError):
         pass
-
-
-def finite(value: Any) -> Any:
-    """NaN or infinity would break JSON readers: report them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,9 @@ The seed's softmax and cross_entropy_error are not here: the loss layer fuses th
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
 
@@ -20,3 +23,14 @@ def labels_of(t: np.ndarray) -> np.ndarray:
     """Integer labels from integer labels or one-hot rows (argmax picks the hot column)."""
     t = np.asarray(t)
     return t.argmax(axis=1) if t.ndim == 2 else t
+
+
+def finite_or_null(value: Any) -> Any:
+    """Plain data with every NaN or infinity replaced by None: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
