@@ -238,7 +238,6 @@ def train_command(
         resume=resume,
         target_accuracy=target_accuracy,
         dry_run=dry_run,
-        progress_every=progress_every,
     )
     if print_config:
         console.write_stdout(experiment.print_config(request, _read_stdin))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -238,7 +239,6 @@ class TrainRequest:
     resume: str | None = None
     target_accuracy: float | None = None
     dry_run: bool = False
-    progress_every: float = 30.0
 
 
 # What a resumed run may change: how long and how it is trained and evaluated, and where the
@@ -353,7 +353,7 @@ def train(request: TrainRequest, hooks: Hooks) -> dict[str, Any]:
         if request.dry_run:
             _shrink_for_dry_run(run)
         _log_start(run, loaded, ckpt, out)
-        return Training(run, out, hooks, request).run()
+        return Training(run, out, hooks, request).execute()
 
 
 def _shrink_for_dry_run(run: Run, batches: int = 3) -> None:
@@ -396,7 +396,7 @@ class Training:
     """One training run from its first (or resumed) step to its summary."""
 
     def __init__(self, run: Run, out: Path | None, hooks: Hooks, request: TrainRequest) -> None:
-        self.run_, self.out, self.hooks, self.request = run, out, hooks, request
+        self.run, self.out, self.hooks, self.request = run, out, hooks, request
         self.epochs = run.state.epoch + 1 if request.dry_run else run.config.train.epochs
         self.progress = hooks.progress(self.epochs)
         self.output_error: BaseException | None = None  # stdout failed: stop, then report
@@ -404,7 +404,7 @@ class Training:
 
     def save(self, state: TrainState, **meta: Any) -> None:
         if self.out is not None:
-            r = self.run_
+            r = self.run
             checkpoint.save(self.out, r.network, r.optimizer, state, r.rng, r.info, **meta)
 
     def stop_requested(self) -> bool:
@@ -426,8 +426,8 @@ class Training:
         if self.progress is not None:
             self.progress.close()
 
-    def run(self) -> dict[str, Any]:
-        r, cfg = self.run_, self.run_.config
+    def execute(self) -> dict[str, Any]:
+        r, cfg = self.run, self.run.config
         INTERRUPTS.received = None
         with INTERRUPTS.deferred():
             state = fit(
@@ -460,7 +460,7 @@ class Training:
             else f"after epoch {state.epoch}"
         )
         saved = f"checkpoint saved to {self.out}" if self.out else "dry run: nothing saved"
-        signum = INTERRUPTS.received or 2
+        signum = INTERRUPTS.received or signal.SIGINT
         word = Interrupted(signum=signum).message
         raise Interrupted(
             f"{word} {where}; {saved}",
@@ -470,7 +470,7 @@ class Training:
 
     def finish(self, state: TrainState) -> dict[str, Any]:
         """Test the final (or best-validation) weights, save the final checkpoint, summarize."""
-        r, cfg = self.run_, self.run_.config
+        r, cfg = self.run, self.run.config
         use_best = cfg.train.restore_best and state.best_params is not None
         last = {k: v.copy() for k, v in r.network.arrays.items()}
         if use_best:
