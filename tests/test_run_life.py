@@ -389,3 +389,29 @@ def test_a_run_that_diverges_keeps_the_checkpoint_of_its_last_good_epoch(tmp_pat
     assert "epoch 2" in error_lines(result.stderr)[0]
     ckpt = checkpoint.load(out)  # the epoch-1 checkpoint, whole and finite
     assert ckpt.epochs == 1 and not ckpt.complete
+
+
+def test_a_signal_after_the_last_epoch_says_so_and_resume_only_tests(tmp_path, config_file):
+    from bptrain import experiment
+    from bptrain.errors import Interrupted
+    from bptrain.interrupts import INTERRUPTS
+
+    out = tmp_path / "m.npz"
+    seen = []
+
+    def emit(record):  # the last epoch's record: SIGTERM lands before the test evaluation
+        seen.append(record)
+        if record.get("epoch") == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    request = experiment.TrainRequest(config=str(config_file), out=str(out))
+    with INTERRUPTS.installed(), pytest.raises(Interrupted) as stopped:
+        experiment.train(request, experiment.Hooks(emit=emit))
+    assert stopped.value.exit_code == 143
+    assert "after the last epoch, before the test evaluation" in str(stopped.value)
+    assert [r["event"] for r in seen] == ["epoch"] * 3  # no summary: the test did not run
+    assert checkpoint.load(out).epochs == 3 and not checkpoint.load(out).complete
+    resumed = invoke("train", "--resume", out)
+    assert resumed.exit_code == 0 and "training already complete (3 epochs)" in resumed.stderr
+    assert [r["event"] for r in records(resumed.stdout)] == ["summary"]
+    assert checkpoint.load(out).complete
