@@ -8,12 +8,22 @@ for records), then a click command here that passes its options through `common_
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
 
 from . import __version__, console, experiment
+from .cli_options import (
+    common_options,
+    config_argument,
+    data_of,
+    data_options,
+    preprocess_option,
+    set_option,
+    threads_option,
+    weights_option,
+    with_shortcuts,
+)
 from .config import DEFAULT_PRESET, preset_description, preset_names
 from .errors import ConfigError, ExitCode
 from .experiment import DataOptions, Hooks, TrainRequest, blas_threads
@@ -46,26 +56,6 @@ class BptrainGroup(click.Group):
             raise KeyboardInterrupt from None
 
 
-def _flag(name: str, *decls: str, help: str) -> Callable:
-    def set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-        if value:
-            console.configure(**{name: True})
-
-    return click.option(
-        *decls, name, is_flag=True, expose_value=False, callback=set_flag, help=help
-    )
-
-
-QUIET = _flag("quiet", "-q", "--quiet", help="No logs or progress on stderr (errors still show).")
-VERBOSE = _flag("verbose", "-v", "--verbose", help="More detail on stderr; tracebacks on errors.")
-TRACEBACK = _flag("traceback", "--traceback", help="Show the Python traceback of an error.")
-
-
-def common_options(command: Callable) -> Callable:
-    """-q, -v and --traceback work after the subcommand's name too."""
-    return QUIET(VERBOSE(TRACEBACK(command)))
-
-
 @click.group(
     cls=BptrainGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -88,70 +78,6 @@ def main() -> None:
 
 def _read_stdin() -> str:
     return sys.stdin.read()
-
-
-def _complete_config(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
-    from click.shell_completion import CompletionItem
-
-    presets = [CompletionItem(name) for name in preset_names() if name.startswith(incomplete)]
-    return [*presets, CompletionItem(incomplete, type="file")]
-
-
-config_argument = click.argument(
-    "config", required=False, metavar="[CONFIG]", shell_complete=_complete_config
-)
-set_option = click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key (YAML value), e.g. train.epochs=3 or 'model.layers[1].units=200'.",
-)
-threads_option = click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="BLAS threads (default: what the environment sets, else every core).",
-)
-
-
-def data_options(command: Callable) -> Callable:
-    """--data-dir, --mirror, --offline."""
-    command = click.option(
-        "--offline", is_flag=True, help="Never use the network (also BPTRAIN_OFFLINE=1)."
-    )(command)
-    command = click.option(
-        "--mirror",
-        "mirrors",
-        multiple=True,
-        metavar="URL",
-        help="Extra download mirror, tried first (repeatable; also BPTRAIN_MIRROR).",
-    )(command)
-    return click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="The dataset's folder when it holds the files, else a cache root (files go to "
-        "DIR/<dataset>/). Default: BPTRAIN_DATA_DIR, then ~/.cache/bptrain.",
-    )(command)
-
-
-def _data(data_dir: str | None, mirrors: tuple[str, ...], offline: bool) -> DataOptions:
-    return DataOptions(data_dir=data_dir, mirrors=tuple(mirrors), offline=offline or None)
-
-
-# Shortcuts for the --set paths users of PyTorch's example and Keras reach for first.
-SHORTCUTS = {
-    "epochs": "train.epochs",
-    "lr": "optimizer.lr",
-    "batch_size": "train.batch_size",
-    "seed": "seed",
-}
-
-
-def _with_shortcuts(overrides: tuple[str, ...], **values: Any) -> tuple[str, ...]:
-    extra = [f"{SHORTCUTS[k]}={v}" for k, v in values.items() if v is not None]
-    return (*overrides, *extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,10 +155,8 @@ def train_command(
     """
     request = TrainRequest(
         config=config,
-        overrides=_with_shortcuts(
-            overrides, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed
-        ),
-        data=_data(data_dir, mirrors, offline),
+        overrides=with_shortcuts(overrides, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed),
+        data=data_of(data_dir, mirrors, offline),
         out=out,
         overwrite=overwrite,
         resume=resume,
@@ -264,14 +188,16 @@ def train_command(
     show_default=True,
     help="Which data to evaluate on.",
 )
-@click.option(
-    "--weights",
-    type=click.Choice(["auto", "last", "best"]),
-    default="auto",
-    show_default=True,
-    help="last or best-validation weights; auto = the ones the training summary used.",
-)
+@weights_option
 @data_options
+@click.option(
+    "--images",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Evaluate on your own labelled images instead: DIR/<class>/*.png, where <class> is a "
+    "label (3) or a class name (Trouser), prepared as `predict` prepares them.",
+)
+@preprocess_option
 @click.option(
     "--target-accuracy",
     type=click.FloatRange(0, 1),
@@ -287,19 +213,31 @@ def eval_command(
     data_dir: str | None,
     mirrors: tuple[str, ...],
     offline: bool,
+    images: str | None,
+    preprocess: str,
     target_accuracy: float | None,
     threads: int | None,
 ) -> None:
     """Evaluate a checkpoint; the model is rebuilt from the checkpoint alone.
 
-    The data is looked for where the run trained unless --data-dir says otherwise.
+    The data is looked for where the run trained unless --data-dir says otherwise; --images
+    evaluates on a folder-per-class tree of your own images ("split": "images").
     """
+    if images is not None:
+        with blas_threads(threads):
+            from . import predict
+
+            predict.evaluate_images(
+                checkpoint_path, images, preprocess=preprocess, weights=weights,
+                target_accuracy=target_accuracy, emit=console.emit, on_error=console.error_line,
+            )  # fmt: skip
+        return
     with blas_threads(threads):
         experiment.evaluate_checkpoint(
             checkpoint_path,
             split=split,
             weights=weights,
-            data=_data(data_dir, mirrors, offline),
+            data=data_of(data_dir, mirrors, offline),
             target_accuracy=target_accuracy,
             emit=console.emit,
         )
@@ -366,6 +304,78 @@ def gradcheck_command(
             data=DataOptions(data_dir=data_dir),
             read_stdin=_read_stdin,
             emit=console.emit,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# predict
+
+
+@cli.command(name="predict", epilog=EXIT_CODES)
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, metavar="[INPUT]...")
+@click.option(
+    "--files-from",
+    type=click.File("r"),
+    default=None,
+    help="Read input paths from FILE, one per line ('-' for stdin: find ... | bptrain predict "
+    "M --files-from -).",
+)
+@click.option("--recursive", is_flag=True, help="Read folders with their subfolders.")
+@preprocess_option
+@click.option(
+    "--top-k", type=click.IntRange(min=0), default=0, help="Add the K most likely classes."
+)
+@click.option(
+    "--save-preprocessed",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Write the 28x28 image the network saw for each input (why was it misread?).",
+)
+@weights_option
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+    help="Images per forward pass.",
+)  # fmt: skip
+@threads_option
+@common_options
+def predict_command(
+    checkpoint_path: str,
+    inputs: tuple[str, ...],
+    files_from: Any,
+    recursive: bool,
+    preprocess: str,
+    top_k: int,
+    save_preprocessed: str | None,
+    weights: str,
+    batch_size: int,
+    threads: int | None,
+) -> None:
+    """Predict the class of each image in INPUT: image files (PNG, JPEG, ...), .npy arrays,
+    IDX files, folders, or '-' for one image's bytes on stdin. One JSON record per image.
+
+    Images are prepared like the checkpoint's training data (for digits: white ink on black,
+    fitted into 20x20, centred by mass in 28x28). Exit 3 when any input could not be read
+    (each gets its own Error: line; the others are still predicted).
+    """
+    listed = tuple(line.strip() for line in files_from or () if line.strip())
+    everything = (*inputs, *listed)
+    if not everything:
+        raise click.UsageError("give at least one INPUT or --files-from FILE")
+    if "-" in inputs and files_from is not None and files_from.name == "<stdin>":
+        raise click.UsageError("'-' (an image on stdin) and --files-from - both want stdin")
+    from .predict import PredictRequest
+
+    request = PredictRequest(
+        checkpoint=checkpoint_path, inputs=everything, recursive=recursive, preprocess=preprocess,
+        top_k=top_k, save_preprocessed=save_preprocessed, batch_size=batch_size, weights=weights,
+    )  # fmt: skip
+    from . import predict
+
+    with blas_threads(threads):
+        predict.predict(
+            request, emit=console.emit, on_error=console.error_line, stdin=sys.stdin.buffer
         )
 
 

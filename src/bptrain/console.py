@@ -253,7 +253,10 @@ def run(main: Callable[[], int | None]) -> int:
         return error.exit_code if isinstance(error, Interrupted) else ExitCode.INTERRUPTED
     except BptrainError as error:
         _traceback()
-        error_line(error)
+        if getattr(error, "already_reported", False):  # each part had its own Error: line
+            LOGGER.info(str(error))
+        else:
+            error_line(error)
         return error.exit_code
     except MemoryError:
         _traceback()

@@ -518,6 +518,57 @@ def _config_of_checkpoint(ckpt: Checkpoint) -> Config:
         ) from None
 
 
+@dataclass
+class Model:
+    """A trained network rebuilt from its checkpoint alone, with the weights chosen."""
+
+    ckpt: Checkpoint
+    config: Config
+    network: Network
+    weights: str  # "last" or "best"
+
+    @property
+    def info(self) -> RunInfo:
+        return self.ckpt.info
+
+
+def load_model(path: str, weights: str = "auto") -> Model:
+    """The checkpoint's network with its last, best or (auto) summary weights."""
+    ckpt = checkpoint.load(path)
+    config, info = _config_of_checkpoint(ckpt), ckpt.info
+    network = Network.from_specs(
+        config.model.layers, info.input_shape, config.model.loss, num_classes=info.num_classes
+    )
+    chosen = ckpt.weights if weights == "auto" else weights
+    checkpoint.restore_network(network, ckpt, chosen)
+    if not ckpt.complete:
+        log.warning(
+            f"{path} is the checkpoint of an unfinished run ({ckpt.epochs} of "
+            f"{config.train.epochs} epochs); continue it with: bptrain train --resume {path}"
+        )
+    return Model(ckpt, config, network, chosen)
+
+
+def eval_record(model: Model, split: str, result: Any) -> dict[str, Any]:
+    """The `eval` record of a result, with the per-class table logged beside it."""
+    info = model.info
+    _log_per_class(info.class_names, result.per_class_accuracy, result.confusion.sum(axis=1))
+    return {
+        "event": "eval",
+        "split": split,
+        "n": result.n,
+        "loss": result.loss,
+        "accuracy": result.accuracy,
+        "class_names": list(info.class_names),
+        "per_class_accuracy": result.per_class_accuracy,
+        "confusion_matrix": result.confusion.tolist(),
+        "checkpoint": str(model.ckpt.path),
+        "weights": model.weights,
+        "epochs": model.ckpt.epochs,
+        "complete": model.ckpt.complete,
+    }
+
+
 def evaluate_checkpoint(
     path: str,
     *,
@@ -528,41 +579,18 @@ def evaluate_checkpoint(
     emit: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
     """Score a checkpoint on one split; the model is rebuilt from the checkpoint alone."""
-    ckpt = checkpoint.load(path)
-    config, info = _config_of_checkpoint(ckpt), ckpt.info
+    model = load_model(path, weights)
+    ckpt, config = model.ckpt, model.config
     # The test split needs only the two test files: no training set in memory.
     splits = ("test",) if split == "test" else ("train", "test")
     dataset = load_dataset(config, with_stored_folder(data, config, ckpt), splits=splits)
     check_fits(ckpt, dataset)
     if not check_same_data(ckpt, dataset):
         log.warning(f"{path} was trained on other {dataset.name} files than these")
-    network = Network.from_specs(
-        config.model.layers, info.input_shape, config.model.loss, num_classes=info.num_classes
-    )
-    chosen = ckpt.weights if weights == "auto" else weights
-    checkpoint.restore_network(network, ckpt, chosen)
-    x, t = _split_arrays(config, info.seed, dataset, split)
-    result = evaluate(network, x, t, info.num_classes, config.train.eval_batch_size)
-    if not ckpt.complete:
-        log.warning(
-            f"{path} is the checkpoint of an unfinished run ({ckpt.epochs} of "
-            f"{config.train.epochs} epochs); continue it with: bptrain train --resume {path}"
-        )
-    record = {
-        "event": "eval",
-        "split": split,
-        "n": result.n,
-        "loss": result.loss,
-        "accuracy": result.accuracy,
-        "class_names": list(info.class_names),
-        "per_class_accuracy": result.per_class_accuracy,
-        "confusion_matrix": result.confusion.tolist(),
-        "checkpoint": path,
-        "weights": chosen,
-        "epochs": ckpt.epochs,
-        "complete": ckpt.complete,
-    }
-    _log_per_class(info.class_names, result.per_class_accuracy, result.confusion.sum(axis=1))
+    x, t = _split_arrays(config, model.info.seed, dataset, split)
+    result = evaluate(model.network, x, t, model.info.num_classes, config.train.eval_batch_size)
+    record = eval_record(model, split, result)
+    record["checkpoint"] = path
     emit(record)
     check_target(result.accuracy, target_accuracy, split)
     return record

@@ -34,3 +34,10 @@ def finite_or_null(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite_or_null(v) for v in value]
     return value
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Probabilities from scores along the last axis; the max shift keeps exp from overflowing."""
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
