@@ -25,7 +25,6 @@ log = logging.getLogger("bptrain.predict")
 
 # The preprocessing each dataset's images went through before they were published.
 STYLE_OF_DATASET = {"mnist": "digits", "fashion-mnist": "fashion"}
-STYLES = ("auto", "digits", "fashion", "none")
 
 
 class InputsFailed(DataError):
