@@ -385,7 +385,10 @@ def _parse_meta(path: Path, raw: np.ndarray) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {path} has format version {meta.get('format_version')}, "
             f"this bptrain reads version {FORMAT_VERSION}",
-            hint=f"use the bptrain version that wrote it ({meta.get('bptrain_version')})",
+            hint="format 1 predates the metadata digest: train the model again with this "
+            "bptrain, or use the commit that wrote it"
+            if meta.get("format_version") == 1
+            else f"use the bptrain version that wrote it ({meta.get('bptrain_version')})",
         )
     return meta
 
