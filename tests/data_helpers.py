@@ -35,6 +35,10 @@ FASHION_COPY = Path(__file__).resolve().parents[2] / "shared/data/fashion-mnist"
 Behaviour = Callable[[BaseHTTPRequestHandler], None]
 
 
+# Fetch options for loopback tests: short timeouts, no backoff, no progress bar, no retries.
+FAST = {"timeout": (2.0, 2.0), "retries": 0, "backoff": 0.0, "quiet": True}
+
+
 # ---------------------------------------------------------------- synthetic IDX data
 
 

@@ -12,6 +12,7 @@ from bptrain.data import DATASETS, FILE_NAMES, fetch, load, resolve_data_dir
 from bptrain.data.cache import dataset_folder
 from bptrain.errors import ConfigError, DataError
 from data_helpers import (
+    FAST,
     TEST_IMAGES,
     TEST_LABELS,
     TRAIN_IMAGES,
@@ -26,7 +27,6 @@ from data_helpers import (
     write_files,
 )
 
-FAST = {"timeout": (2.0, 2.0), "retries": 0, "backoff": 0.0, "quiet": True}
 FILES = synthetic_files()
 INFO = make_info(FILES)
 

@@ -12,6 +12,7 @@ import pytest
 from bptrain.data import DATASETS, FILE_NAMES, fetch, load
 from bptrain.errors import DataError
 from data_helpers import (
+    FAST,
     TEST_IMAGES,
     TEST_LABELS,
     TRAIN_IMAGES,
@@ -27,7 +28,6 @@ from data_helpers import (
     write_files,
 )
 
-FAST = {"timeout": (2.0, 2.0), "retries": 0, "backoff": 0.0, "quiet": True}
 FILES = synthetic_files()
 INFO = make_info(FILES)
 # Same sizes, other bytes in all four files: another "dataset", as fashion-mnist is to mnist.
