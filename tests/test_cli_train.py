@@ -271,7 +271,10 @@ def test_review_findings_exit_2_with_one_error_line(args, stdin, needle):
 
 def test_an_empty_section_means_its_defaults():
     result = invoke(
-        "train", "-", "--print-config", input="model: {layers: [{type: flatten}]}\ntrain:\n"
+        "train",
+        "-",
+        "--print-config",
+        input="model: {layers: [{type: flatten}, {type: affine, units: 10}]}\ntrain:\n",
     )
     assert result.exit_code == 0 and yaml.safe_load(result.stdout)["train"]["epochs"] == 10
 

@@ -52,6 +52,7 @@ class RunInfo:
     dataset: str
     checksums: dict[str, str] = field(default_factory=dict)
     folder: str | None = None
+    name: str | None = None  # the preset or config file it came from (titles of pictures)
 
     def to_meta(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ class RunInfo:
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
             "data": {"dataset": self.dataset, "checksums": self.checksums, "folder": self.folder},
+            "name": self.name,
         }
 
     @classmethod
@@ -75,7 +77,14 @@ class RunInfo:
             dataset=data["dataset"],
             checksums=dict(data["checksums"]),
             folder=data["folder"],
+            # Files written before names were recorded have none; a name is never trusted
+            # to be anything but a short string.
+            name=_short_string(meta.get("name")),
         )
+
+
+def _short_string(value: Any, limit: int = 200) -> str | None:
+    return value if isinstance(value, str) and len(value) <= limit else None
 
 
 @dataclass

@@ -123,11 +123,17 @@ def emit(record: dict[str, Any]) -> None:
     write_stdout(json.dumps(finite_or_null(record), allow_nan=False) + "\n")
 
 
-def write_stdout(text: str) -> None:
-    """Results text on stdout; a closed pipe raises StdoutClosed, a full disk OutputError."""
+def write_stdout(text: str | bytes) -> None:
+    """Results on stdout (text, or an artifact's bytes); a closed pipe raises StdoutClosed,
+    a full disk OutputError."""
     try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        if isinstance(text, bytes):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(text)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
     except BrokenPipeError:
         _point_at_devnull(1)
         raise StdoutClosed from None

@@ -111,6 +111,7 @@ class Run:
     optimizer: Optimizer
     schedule: Schedule | None
     state: TrainState = field(default_factory=TrainState)
+    name: str | None = None  # the preset or config file's name
 
     @property
     def all_train(self) -> Arrays:
@@ -129,6 +130,7 @@ class Run:
             dataset=self.dataset.name,
             checksums=dict(self.dataset.checksums),
             folder=str(self.dataset.folder),
+            name=self.name,
         )
 
 
@@ -207,6 +209,7 @@ def resume(ckpt: Checkpoint, run: Run) -> None:
     run.state = checkpoint.restore_training(
         ckpt, run.network, run.optimizer, run.rng, run.train_rows, run.config.train.batch_size
     )
+    run.name = ckpt.info.name
 
 
 @contextlib.contextmanager
@@ -312,7 +315,23 @@ def print_config(request: TrainRequest, read_stdin: Callable[[], str]) -> str:
     """The merged, validated config as YAML that `train` reads back (the drawn seed filled in)."""
     resolved = plan(request, read_stdin)
     config = resolved.loaded.config
+    check_stack(resolved.loaded, request.data)
     return replace(config, seed=resolved.seed).to_yaml()
+
+
+def check_stack(loaded: LoadedConfig, data: DataOptions) -> None:
+    """Build the config's network for its data's shape: a layer that cannot take its input
+    (conv2d after flatten) fails here, naming the layer, not after the data has loaded."""
+    from .data import DATASETS
+
+    cfg = loaded.config
+    if DATASETS[cfg.data.dataset].image_shape is None and (data.data_dir or cfg.data.dir) is None:
+        return  # an `idx` folder's shape is only known from its files; train checks it
+    input_shape, classes = data_shape(cfg, data)
+    try:
+        Network.from_specs(cfg.model.layers, input_shape, cfg.model.loss, num_classes=classes)
+    except ConfigError as error:
+        raise loaded.locate(error) from None
 
 
 @contextlib.contextmanager
@@ -348,6 +367,7 @@ def train(request: TrainRequest, hooks: Hooks) -> dict[str, Any]:
             run = prepare(loaded.config, resolved.seed, dataset)
         except ConfigError as error:
             raise loaded.locate(error) from None
+        run.name = loaded.name
         if ckpt is not None:
             resume(ckpt, run)
         if request.dry_run:
@@ -637,7 +657,7 @@ def gradcheck_config(
 
     loaded = config_of(name, overrides, read_stdin=read_stdin)
     cfg = loaded.config
-    input_shape, classes = _data_shape(cfg, data)
+    input_shape, classes = data_shape(cfg, data)
     rng = np.random.default_rng(cfg.seed if cfg.seed is not None else 0)
     try:
         network = Network.from_specs(
@@ -685,7 +705,7 @@ def _judge_gradcheck(report: Any, network: Network, tolerance: float) -> None:
     log.info(f"gradient check passed: max relative error {report.max_relative_error:.3g}")
 
 
-def _data_shape(cfg: Config, data: DataOptions) -> tuple[tuple[int, ...], int]:
+def data_shape(cfg: Config, data: DataOptions) -> tuple[tuple[int, ...], int]:
     """Input shape and class count; known datasets need no files, `idx` reads its folder."""
     from .data import DATASETS
 

@@ -9,7 +9,7 @@ from .activations import LeakyRelu, Tanh
 from .base import LAYERS, Layer, Shape
 from .conv import Conv2D
 from .core import Affine, Flatten, Relu, Sigmoid
-from .graph import AddLayer, MulLayer
+from .graph import AddLayer, ExpLayer, MulLayer, ReciprocalLayer
 from .norm import BatchNorm
 from .pool import AvgPool2D, MaxPool2D
 from .regularization import Dropout
@@ -22,12 +22,14 @@ __all__ = [
     "BatchNorm",
     "Conv2D",
     "Dropout",
+    "ExpLayer",
     "Flatten",
     "IdentityWithMSE",
     "Layer",
     "LeakyRelu",
     "MaxPool2D",
     "MulLayer",
+    "ReciprocalLayer",
     "Relu",
     "Shape",
     "Sigmoid",

@@ -1,0 +1,238 @@
+"""The seed's computational graphs, computed by the real nodes with a forward and backward pass.
+
+`shop` and `shop-oranges` are the seed's problems 1 and 2 (apples, oranges, tax) on MulLayer
+and AddLayer; `sigmoid` is its graph of y = 1 / (1 + exp(-x)) on nodes for x(-1), exp, +1
+and 1/x, whose backward value the seed shows to equal dout * y * (1 - y). Every number on
+the pictures comes out of those nodes; change an input with --set and the numbers change.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..layers import AddLayer, ExpLayer, MulLayer, ReciprocalLayer, Sigmoid
+from .graph import Edge, Graph, Node, number
+
+# exp(-x) of the composed graph overflows float64 past this (the Sigmoid layer never does).
+EXP_LIMIT = 709.0
+
+
+@dataclass(frozen=True)
+class Example:
+    description: str
+    defaults: dict[str, float]
+    build: Callable[[dict[str, float]], Graph]
+
+
+def _value(node_id: str, label: str) -> Node:
+    return Node(node_id, label, kind="value")
+
+
+def _op(node_id: str, label: str) -> Node:
+    return Node(node_id, label, kind="op")
+
+
+def _edge(source: str, target: str, forward: float, backward: float | None) -> Edge:
+    return Edge(source, target, number(forward), None if backward is None else number(backward))
+
+
+def _shop(v: dict[str, float]) -> Graph:
+    """Problem 1: 2 apples at 100 with 10% tax (apple_layer, tax_layer as in the seed)."""
+    apple_layer, tax_layer = MulLayer(), MulLayer()
+    apple_price = apple_layer.forward(v["apple.price"], v["apple.count"])
+    price = tax_layer.forward(apple_price, v["tax"])
+    dapple_price, dtax = tax_layer.backward(v["dout"])
+    dapple, dcount = apple_layer.backward(dapple_price)
+    nodes = [
+        _value("apple.price", "apple"),
+        _value("apple.count", "apple count"),
+        _op("mul_apple", "×"),
+        _value("tax", "tax"),
+        _op("mul_tax", "×"),
+        _value("price", "price"),
+    ]
+    edges = [
+        _edge("apple.price", "mul_apple", v["apple.price"], dapple),
+        _edge("apple.count", "mul_apple", v["apple.count"], dcount),
+        _edge("mul_apple", "mul_tax", apple_price, dapple_price),
+        _edge("tax", "mul_tax", v["tax"], dtax),
+        _edge("mul_tax", "price", price, v["dout"]),
+    ]
+    title = (
+        f"shop: {number(v['apple.count'])} apples at {number(v['apple.price'])}, "
+        f"tax ×{number(v['tax'])}"
+    )
+    values = {
+        "inputs": v,
+        "forward": {"apple_price": apple_price, "price": price},
+        "backward": {"apple.price": dapple, "apple.count": dcount, "apple_price": dapple_price,
+                     "tax": dtax},
+    }  # fmt: skip
+    return Graph(title, nodes, edges, values=values)
+
+
+def _shop_oranges(v: dict[str, float]) -> Graph:
+    """Problem 2: plus 3 oranges at 150; an AddLayer sums the two fruits before the tax."""
+    mul_apple, mul_orange, add_fruit, mul_tax = MulLayer(), MulLayer(), AddLayer(), MulLayer()
+    apple_price = mul_apple.forward(v["apple.price"], v["apple.count"])
+    orange_price = mul_orange.forward(v["orange.price"], v["orange.count"])
+    fruit_price = add_fruit.forward(apple_price, orange_price)
+    price = mul_tax.forward(fruit_price, v["tax"])
+    dfruit_price, dtax = mul_tax.backward(v["dout"])
+    dapple_price, dorange_price = add_fruit.backward(dfruit_price)
+    dorange, dorange_count = mul_orange.backward(dorange_price)
+    dapple, dapple_count = mul_apple.backward(dapple_price)
+    nodes = [
+        _value("apple.price", "apple"),
+        _value("apple.count", "apple count"),
+        _value("orange.price", "orange"),
+        _value("orange.count", "orange count"),
+        _op("mul_apple", "×"),
+        _op("mul_orange", "×"),
+        _op("add_fruit", "+"),
+        _value("tax", "tax"),
+        _op("mul_tax", "×"),
+        _value("price", "price"),
+    ]
+    edges = [
+        _edge("apple.price", "mul_apple", v["apple.price"], dapple),
+        _edge("apple.count", "mul_apple", v["apple.count"], dapple_count),
+        _edge("orange.price", "mul_orange", v["orange.price"], dorange),
+        _edge("orange.count", "mul_orange", v["orange.count"], dorange_count),
+        _edge("mul_apple", "add_fruit", apple_price, dapple_price),
+        _edge("mul_orange", "add_fruit", orange_price, dorange_price),
+        _edge("add_fruit", "mul_tax", fruit_price, dfruit_price),
+        _edge("tax", "mul_tax", v["tax"], dtax),
+        _edge("mul_tax", "price", price, v["dout"]),
+    ]
+    title = (
+        f"shop: {number(v['apple.count'])} apples at {number(v['apple.price'])}, "
+        f"{number(v['orange.count'])} oranges at {number(v['orange.price'])}, "
+        f"tax ×{number(v['tax'])}"
+    )
+    values = {
+        "inputs": v,
+        "forward": {"apple_price": apple_price, "orange_price": orange_price,
+                    "fruit_price": fruit_price, "price": price},
+        "backward": {"apple.price": dapple, "apple.count": dapple_count, "orange.price": dorange,
+                     "orange.count": dorange_count, "apple_price": dapple_price,
+                     "orange_price": dorange_price, "fruit_price": dfruit_price, "tax": dtax},
+    }  # fmt: skip
+    return Graph(title, nodes, edges, values=values)
+
+
+def _sigmoid(v: dict[str, float]) -> Graph:
+    """y = 1 / (1 + exp(-x)) as the seed composes it: x(-1), exp, +1, 1/x."""
+    x, dout = v["x"], v["dout"]
+    if abs(x) > EXP_LIMIT:
+        raise ConfigError(
+            f"x = {number(x)}: the composed graph computes exp(-x) as drawn, which overflows "
+            f"past |x| = {EXP_LIMIT:g} (bptrain's Sigmoid layer is stable for any x)",
+            path="--x", hint=f"use an x between -{EXP_LIMIT:g} and {EXP_LIMIT:g}",
+        )  # fmt: skip
+    negate, exp, add_one, reciprocal = MulLayer(), ExpLayer(), AddLayer(), ReciprocalLayer()
+    minus_x = negate.forward(x, -1.0)
+    e = exp.forward(minus_x)
+    denominator = add_one.forward(e, 1.0)
+    y = reciprocal.forward(denominator)
+    ddenominator = reciprocal.backward(dout)
+    de, _ = add_one.backward(ddenominator)
+    dminus_x = exp.backward(de)
+    dx, _ = negate.backward(dminus_x)
+    layer = Sigmoid()
+    layer.forward(np.array([x]))
+    fused = float(layer.backward(np.array([dout]))[0])
+    nodes = [
+        _value("x", "x"),
+        _value("minus_one", "-1"),
+        _op("negate", "×"),
+        _op("exp", "exp"),
+        _value("one", "1"),
+        _op("add_one", "+"),
+        _op("reciprocal", "/"),
+        _value("y", "y"),
+    ]
+    edges = [
+        _edge("x", "negate", x, dx),
+        _edge("minus_one", "negate", -1.0, None),  # a constant: no derivative is wanted
+        _edge("negate", "exp", minus_x, dminus_x),
+        _edge("exp", "add_one", e, de),
+        _edge("one", "add_one", 1.0, None),
+        _edge("add_one", "reciprocal", denominator, ddenominator),
+        _edge("reciprocal", "y", y, dout),
+    ]
+    caption = (
+        f"∂L/∂x = {number(dx)} = dout · y · (1 − y) = {number(dout)} · {number(y)} · "
+        f"{number(1 - y)} = {number(dout * y * (1 - y))}; the Sigmoid layer's backward: "
+        f"{number(fused)}"
+    )
+    values = {
+        "inputs": v,
+        "forward": {"minus_x": minus_x, "exp": e, "denominator": denominator, "y": y},
+        "backward": {"denominator": ddenominator, "exp": de, "minus_x": dminus_x, "x": dx},
+        "dout_y_one_minus_y": dout * y * (1 - y),
+        "sigmoid_layer_backward": fused,
+    }
+    return Graph(f"sigmoid at x = {number(x)}", nodes, edges, caption, values=values)
+
+
+EXAMPLES = {
+    "shop": Example(
+        "the seed's problem 1: 2 apples at 100, tax 1.1 (MulLayer)",
+        {"apple.price": 100.0, "apple.count": 2.0, "tax": 1.1, "dout": 1.0},
+        _shop,
+    ),
+    "shop-oranges": Example(
+        "problem 2: plus 3 oranges at 150 (MulLayer, AddLayer)",
+        {
+            "apple.price": 100.0,
+            "apple.count": 2.0,
+            "orange.price": 150.0,
+            "orange.count": 3.0,
+            "tax": 1.1,
+            "dout": 1.0,
+        },
+        _shop_oranges,
+    ),
+    "sigmoid": Example(
+        "the sigmoid's graph: x(-1), exp, +1, 1/x; backward = dout * y * (1 - y)",
+        {"x": 1.0, "dout": 1.0},
+        _sigmoid,
+    ),
+}
+
+
+def seed_graph(name: str, settings: Sequence[str] = ()) -> Graph:
+    """The example's graph with its inputs changed by `name=value` settings."""
+    example = EXAMPLES[name]
+    values = dict(example.defaults)
+    for text in settings:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        if not sep or key not in values:
+            raise ConfigError(_unknown_input(name, key if sep else text, values))
+        values[key] = _parse_number(key, raw)
+    return example.build(values)
+
+
+def _unknown_input(example: str, key: str, values: dict[str, float]) -> str:
+    close = difflib.get_close_matches(key, values, n=1)
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    names = ", ".join(f"{k}={number(v)}" for k, v in values.items())
+    return f"--set {key!r}: {example} has no such input{guess}; its inputs: {names}"
+
+
+def _parse_number(key: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigError(f"--set {key}={raw}: expected a finite number")
+    return value
