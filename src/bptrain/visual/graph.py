@@ -56,6 +56,7 @@ class Graph:
     edges: list[Edge]
     caption: str = ""
     direction: str = "LR"  # the seed draws left to right; a deep network reads better "TB"
+    legend: bool = True  # explain the two values on each edge (a network's caption says more)
     values: dict[str, Any] = field(default_factory=dict)  # the numbers, for --format json
 
     def to_json(self) -> str:
@@ -83,11 +84,9 @@ def to_dot(graph: Graph) -> str:
 
 
 def _legend(graph: Graph, legend: str) -> str:
-    """The caption, after the colour (or arrow) legend when edges carry derivatives."""
-    derivatives = any(
-        edge.backward is not None and edge.forward is not None for edge in graph.edges
-    )
-    lines = [legend] if derivatives else []
+    """The caption, after the colour (or arrow) legend when edges carry both values."""
+    both = any(edge.backward is not None and edge.forward is not None for edge in graph.edges)
+    lines = [legend] if both and graph.legend else []
     return "\n".join([*lines, graph.caption] if graph.caption else lines)
 
 

@@ -57,7 +57,7 @@ def network_graph(
     edges.append(Edge("loss", "L", None if stats is None else number(stats["loss"]),
                       None if stats is None else "1"))  # fmt: skip
     direction = "TB" if len(network.layers) > DEEP else "LR"
-    return Graph(title, nodes, edges, caption, direction, values=stats or {})
+    return Graph(title, nodes, edges, caption, direction, legend=False, values=stats or {})
 
 
 def _edge_values(i: int, stats: dict[str, Any] | None) -> tuple[None, str | None]:
