@@ -261,3 +261,12 @@ def test_a_dead_layer_is_highlighted():
     graph = network_graph(net, "t", stats)
     assert [n.warn for n in graph.nodes if n.kind == "layer"] == [False, True, False, False]
     assert "fde2e1" in to_dot(graph)
+
+
+@needs_dot
+def test_a_traced_network_renders_through_dot(trained, tmp_path):
+    out = tmp_path / "net.svg"
+    result = invoke("graph", trained, "--batch", 20, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    texts = [t.text or "" for t in ET.parse(out).getroot().iter() if t.tag.endswith("text")]
+    assert "Softmax-with-Loss" in texts and any(t.startswith("‖∂L‖") for t in texts)
