@@ -20,16 +20,32 @@ from .visual.graph import FORMATS
 from .visual.seed_graphs import EXAMPLES
 
 EXIT_CODES = console.exit_codes_help()
-EXAMPLE_LIST = "; ".join(f"{name}: {ex.description}" for name, ex in EXAMPLES.items())
+EXAMPLE_LIST = "\n".join(f"  {name}: {ex.description}" for name, ex in EXAMPLES.items())
+GRAPH_HELP = f"""Draw a computational graph: one of the seed's examples, or a network.
+
+EXAMPLE is computed by the real graph nodes, forward and backward; --set changes its inputs
+(e.g. --set apple.price=120). CONFIG or CHECKPOINT draws the layer stack; a checkpoint with
+--batch N annotates it with one real pass.
+
+\b
+Examples:
+{EXAMPLE_LIST}
+"""
 
 
 def _read_stdin() -> str:
     return sys.stdin.read()
 
 
-@click.command(name="graph", epilog=EXIT_CODES)
+@click.command(name="graph", help=GRAPH_HELP, epilog=EXIT_CODES)
 @click.argument("source", metavar="EXAMPLE|CONFIG|CHECKPOINT")
-@set_option
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An example's input (apple.price=120, tax=1.08, x=2, dout=0.5) or a config key.",
+)
 @click.option("--x", "x", type=float, default=None, help="sigmoid: the input x (--set x=X).")
 @click.option(
     "--format",
@@ -65,12 +81,6 @@ def graph_command(
     mirrors: tuple[str, ...],
     offline: bool,
 ) -> None:
-    """Draw a computational graph: one of the seed's examples, or a network.
-
-    EXAMPLE is computed by the real graph nodes, forward and backward, with its inputs
-    changeable by --set (e.g. --set apple.price=120). CONFIG or CHECKPOINT draws the layer
-    stack; a checkpoint with --batch N annotates it with a real pass.
-    """
     from .visual.draw import GraphRequest, draw_graph
 
     settings = overrides if x is None else (*overrides, f"x={x!r}")
@@ -81,9 +91,6 @@ def graph_command(
         batch=batch, weights=weights, data=data_of(data_dir, mirrors, offline),
     )  # fmt: skip
     draw_graph(request, emit=console.emit, read_stdin=_read_stdin)
-
-
-graph_command.help = f"{graph_command.help}\n\nExamples: {EXAMPLE_LIST}."
 
 
 @click.command(name="summary", epilog=EXIT_CODES)
