@@ -33,8 +33,14 @@ def check_out(out: str | None, *, overwrite: bool) -> Path | None:
     return path
 
 
-def write(data: str | bytes, path: Path | None, *, what: str = "the output") -> None:
-    """`data` to `path` atomically, or to stdout when `path` is None."""
+def write(
+    data: str | bytes, path: Path | None, *, overwrite: bool, what: str = "the output"
+) -> None:
+    """`data` to `path` atomically, or to stdout when `path` is None.
+
+    Without `overwrite` the file is published with a hard link, which (unlike a rename) never
+    replaces a file that appeared at `path` while the work was being done.
+    """
     if path is None:
         if isinstance(data, bytes) and sys.stdout.isatty():
             raise ConfigError(
@@ -55,12 +61,28 @@ def write(data: str | bytes, path: Path | None, *, what: str = "the output") -> 
             file.write(raw)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(tmp, path)
+        _publish(Path(tmp), path, overwrite)
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise CheckpointError(
+            f"--out {path} was created by someone else meanwhile",
+            hint="pass --overwrite to replace it, or choose another --out",
+        ) from None
+    except OSError:  # a file system without hard links: check, then rename
+        check_out(str(path), overwrite=False)
+        os.replace(tmp, path)
 
 
 def _umask() -> int:

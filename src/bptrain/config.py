@@ -229,6 +229,9 @@ class TrainConfig:
     schedule: dict | str | None = None
     early_stopping: int | None = None
     restore_best: bool = False
+    # Under MPI: BatchNorm statistics of the whole batch (summed over the ranks) instead of
+    # each rank's own slice, at the price of two small Allreduces per BatchNorm layer and step.
+    sync_batch_norm: bool = False
 
 
 @dataclass(frozen=True)

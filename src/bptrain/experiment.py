@@ -351,14 +351,27 @@ def _checkpoint_path(request: TrainRequest, loaded: LoadedConfig) -> Iterator[Pa
         yield path
 
 
-def train(request: TrainRequest, hooks: Hooks) -> dict[str, Any]:
-    """Train as requested; returns the summary record (also emitted)."""
+def train(request: TrainRequest, hooks: Hooks, parallel: Any = None) -> dict[str, Any]:
+    """Train as requested; returns the summary record (also emitted).
+
+    With `parallel` (parallel.Parallel, under mpiexec), rank 0 plans, reserves the checkpoint,
+    loads (or downloads) the data and builds the run first; the other ranks wait for its
+    verified folder and seed (or its failure), then do the same offline and save nothing.
+    """
+    root = parallel is None or parallel.is_root
+    shared: tuple[str | None, int | None] = (None, None)
+    if not root:
+        shared = parallel.share_start()
+        request = replace(request, data=replace(request.data, data_dir=shared[0], offline=True))
     resolved = plan(request, hooks.read_stdin)
+    if shared[1] is not None:
+        resolved.seed = shared[1]  # a drawn seed is rank 0's: every rank draws the same batches
     loaded, ckpt = resolved.loaded, resolved.ckpt
     if loaded.config.seed is None:
         log.info(f"no seed in the config; drew seed {resolved.seed} (recorded in the checkpoint)")
     # The checkpoint path is checked and locked before minutes of loading, not after.
-    with _checkpoint_path(request, loaded) as out:
+    reserve = _checkpoint_path(request, loaded) if root else contextlib.nullcontext(None)
+    with reserve as out:
         data = with_stored_folder(request.data, loaded.config, ckpt) if ckpt else request.data
         dataset = load_dataset(loaded.config, data)
         if ckpt is not None:
@@ -372,8 +385,10 @@ def train(request: TrainRequest, hooks: Hooks) -> dict[str, Any]:
             resume(ckpt, run)
         if request.dry_run:
             _shrink_for_dry_run(run)
+        if parallel is not None and root:  # every check passed here: the others may start
+            parallel.share_start(str(dataset.folder), resolved.seed)
         _log_start(run, loaded, ckpt, out)
-        return Training(run, out, hooks, request).execute()
+        return Training(run, out, hooks, request, parallel).execute()
 
 
 def _shrink_for_dry_run(run: Run, batches: int = 3) -> None:
@@ -415,8 +430,11 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
 class Training:
     """One training run from its first (or resumed) step to its summary."""
 
-    def __init__(self, run: Run, out: Path | None, hooks: Hooks, request: TrainRequest) -> None:
+    def __init__(
+        self, run: Run, out: Path | None, hooks: Hooks, request: TrainRequest, parallel: Any = None
+    ) -> None:
         self.run, self.out, self.hooks, self.request = run, out, hooks, request
+        self.parallel = parallel
         self.epochs = run.state.epoch + 1 if request.dry_run else run.config.train.epochs
         self.progress = hooks.progress(self.epochs)
         self.output_error: BaseException | None = None  # stdout failed: stop, then report
@@ -435,6 +453,9 @@ class Training:
 
     def on_epoch(self, state: TrainState, record: dict[str, Any]) -> None:
         self._close_progress()
+        if self.parallel is not None:
+            record["ranks"] = self.parallel.size
+            record["allreduce_seconds"] = self.parallel.take_comm_seconds()
         self.save(state, metrics=record)
         log.info(epoch_line(record, self.epochs))
         try:
@@ -449,12 +470,16 @@ class Training:
     def execute(self) -> dict[str, Any]:
         r, cfg = self.run, self.run.config
         INTERRUPTS.received = None
+        stop, par = self.stop_requested, self.parallel
+        if par is not None:  # the ranks stop together, after the same step
+            par.setup(r.network, r.seed, cfg.train.sync_batch_norm)
+            stop = par.watch(self.stop_requested)
         with INTERRUPTS.deferred():
             state = fit(
                 r.network, r.optimizer, r.all_train, rows=r.train_rows, epochs=self.epochs,
                 batch_size=cfg.train.batch_size, rng=r.rng, val=r.val, schedule=r.schedule,
                 state=r.state, early_stopping=cfg.train.early_stopping, on_batch=self.progress,
-                on_epoch=self.on_epoch, stop_requested=self.stop_requested,
+                on_epoch=self.on_epoch, stop_requested=stop, parallel=par,
             )  # fmt: skip
             self._close_progress()
             if self.stop_requested():  # a signal or a failed stdout, mid-epoch or after it

@@ -13,7 +13,7 @@ EXTRAS = {
     "plot": "plotting (matplotlib)",
     "serve": "the draw-a-digit page (Starlette and uvicorn)",
     "sweep": "sweeps (Optuna)",
-    "mpi": "MPI training (mpi4py)",
+    "mpi": "mpi4py (MPI)",
 }
 
 

@@ -161,5 +161,5 @@ def print_summary(
         emit(record)
     else:
         text = json.dumps(record, allow_nan=False) + "\n" if as_json else table(record)
-        artifact.write(text, path)
+        artifact.write(text, path, overwrite=overwrite)
     return record

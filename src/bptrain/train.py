@@ -105,19 +105,29 @@ def _diverged(
 
 
 def train_step(
-    network: Network, optimizer: Optimizer, xb: np.ndarray, tb: np.ndarray, state: TrainState
+    network: Network,
+    optimizer: Optimizer,
+    xb: np.ndarray,
+    tb: np.ndarray,
+    state: TrainState,
+    parallel: Any = None,
 ) -> tuple[float, int]:
     """Steps 2 and 3 of the seed on one mini-batch: gradients by backprop, then the update.
 
     Non-finite values are caught here, so callers may silence NumPy's overflow warnings (fit
     does). A non-finite gradient poisons its parameter, which poisons the next loss, so the
     loss is all that needs checking per step (fit checks the parameters after each epoch).
+    With `parallel` (parallel.Parallel), this rank backpropagates its slice of the batch and
+    the loss, hits and gradients are the whole batch's, summed over the ranks.
     """
-    loss, scores = network.gradient(xb, tb)
+    if parallel is None:
+        loss, scores = network.gradient(xb, tb)
+        correct = int(np.count_nonzero(scores.argmax(axis=1) == labels_of(tb)))
+    else:
+        loss, correct = parallel.gradient(network, xb, tb)
     if not math.isfinite(loss):
         raise _diverged(network, xb, tb, state, optimizer)
     optimizer.update(network.params, network.grads)
-    correct = int(np.count_nonzero(scores.argmax(axis=1) == labels_of(tb)))
     return loss, correct
 
 
@@ -137,6 +147,7 @@ def fit(
     on_epoch: Callable[[TrainState, dict[str, Any]], None] | None = None,
     stop_requested: Callable[[], bool] | None = None,
     rows: np.ndarray | None = None,
+    parallel: Any = None,
 ) -> TrainState:
     """Mini-batch training: shuffle (step 1), backprop (2), update (3), repeat (4).
 
@@ -144,6 +155,7 @@ def fit(
     `stop_requested` is polled between steps; when it returns True the state is returned with
     `interrupted` set, at a clean step boundary. `rows` trains on those rows of `train` only,
     which spares a copy of the training set when a validation split is held out of it.
+    `parallel` trains data-parallel across MPI ranks (see parallel.py).
     """
     x, t = train
     n = x.shape[0] if rows is None else len(rows)
@@ -169,7 +181,7 @@ def fit(
                     progress = state.epoch + state.step / steps
                     optimizer.lr = optimizer.base_lr * schedule.factor(progress, epochs)
                 idx = state.order[state.step * batch_size : (state.step + 1) * batch_size]
-                loss, correct = train_step(network, optimizer, x[idx], t[idx], state)
+                loss, correct = train_step(network, optimizer, x[idx], t[idx], state, parallel)
                 state.step += 1
                 state.loss_sum += loss * len(idx)
                 state.correct += correct
@@ -177,6 +189,8 @@ def fit(
                 if on_batch is not None:
                     on_batch(state, steps, loss)
         state.seconds += time.perf_counter() - started
+        if parallel is not None:
+            parallel.average_buffers(network)  # one model on every rank for validation
         record = _finish_epoch(network, optimizer, state, val, early_stopping)
         if on_epoch is not None:
             on_epoch(state, record)

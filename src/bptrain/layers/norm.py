@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -76,6 +77,9 @@ class BatchNorm(Layer):
             raise ConfigError(f"must be > 0, got {eps}", path="eps")
         self.momentum = float(momentum)
         self.eps = float(eps)
+        # Under MPI with train.sync_batch_norm: sums an array over the ranks, so the batch
+        # statistics (and their gradients) are the whole batch's, not this rank's slice's.
+        self.sync: Callable[[np.ndarray], np.ndarray] | None = None
 
     def build(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> Shape:
         if len(input_shape) not in (1, 3):
@@ -98,9 +102,15 @@ class BatchNorm(Layer):
         pc = self._per_channel
         if train:
             m = x.dtype.type(x.size // x.shape[1])
-            mean = channel_sum(x) / m
+            sums = channel_sum(x)
+            if self.sync is not None:
+                total = self.sync(np.append(sums, m).astype(x.dtype))
+                sums, m = total[:-1], total[-1]
+            mean = sums / m
             xc = x - pc(mean, x)
-            var = channel_dot(xc, xc) / m
+            var = channel_dot(xc, xc)
+            var = (var if self.sync is None else self.sync(var)) / m
+            self.m = m
             self._fold(mean, var)
         else:
             var = self.buffers["running_var"]
@@ -133,9 +143,13 @@ class BatchNorm(Layer):
         # dx = gamma / std * (dout - (sum(dout) + xhat * sum(dout * xhat)) / m),
         # evaluated as (xhat * a + dout + b) * gamma / std with per-channel a, b: four passes.
         m = dout.dtype.type(dout.size // scale.size)
-        dx = self.xhat * pc(-self.grads["gamma"] / m, dout)
+        dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
+        if self.sync is not None:  # the whole batch's sums; grads stay this rank's share
+            total = self.sync(np.concatenate([dgamma, dbeta]))
+            dgamma, dbeta, m = total[: scale.size], total[scale.size :], self.m
+        dx = self.xhat * pc(-dgamma / m, dout)
         dx += dout
-        dx += pc(-self.grads["beta"] / m, dout)
+        dx += pc(-dbeta / m, dout)
         dx *= pc(scale, dout)
         return dx
 

@@ -64,7 +64,7 @@ def draw_graph(
     check_format(fmt)  # a missing `dot` fails before any work
     path = artifact.check_out(request.out, overwrite=request.overwrite)
     graph = _graph_of(request, read_stdin)
-    artifact.write(render(graph, fmt), path, what=f"a {fmt} picture")
+    artifact.write(render(graph, fmt), path, overwrite=request.overwrite, what=f"a {fmt} picture")
     if path is not None:
         log.info(f"{graph.title}: {fmt} written to {path}")
         emit({"event": "graph", "source": request.source, "format": fmt, "out": str(path),
