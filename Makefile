@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup train test test-slow lint bench accuracy clean
+.PHONY: all setup train test test-slow lint bench bench-mpi accuracy clean
 
 all: test
 
@@ -33,6 +33,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py $(ARGS)
+
+# Data-parallel epochs on MPI: 1 process x 2 threads against mpiexec -n 1 and -n 2.
+bench-mpi: $(STAMP)
+	$(BIN)/python benchmarks/mpi.py $(ARGS)
 
 accuracy: $(STAMP)
 	$(BIN)/python benchmarks/accuracy.py $(ARGS)
