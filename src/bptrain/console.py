@@ -231,6 +231,19 @@ def progress(epochs: int, every: float = 30.0) -> Any:
     return _Lines(epochs, every) if every > 0 else None
 
 
+def trial_progress(total: int, initial: int = 0) -> Any:
+    """A tqdm bar of a sweep's trials (update, set_postfix_str, clear, refresh, close) on a
+    terminal, or None (-q, or stderr not a terminal: the sweep logs a line per trial instead)."""
+    if OPTIONS.quiet or not _STDERR.alive or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, initial=initial, desc="sweep", unit="trial", file=sys.stderr,
+        dynamic_ncols=True, leave=False,
+    )  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors -> exit codes
 
