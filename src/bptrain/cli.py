@@ -171,6 +171,12 @@ def train_command(
         progress=lambda n: console.progress(n, every=progress_every),
         read_stdin=_read_stdin,
     )
+    from . import parallel
+
+    if parallel.launched_size() > 1:  # under mpiexec / srun: data-parallel, one BLAS thread
+        with blas_threads(threads or 1):  # per rank unless --threads says otherwise
+            parallel.train(request, hooks)
+        return
     with blas_threads(threads):
         experiment.train(request, hooks)
 
@@ -419,3 +425,22 @@ def presets_command() -> None:
     )
     for name in names:
         console.log.info(f"{name:<10} {descriptions[name]}")
+
+
+from .cli_plot import plot_command  # noqa: E402
+
+cli.add_command(plot_command)
+from .cli_serve import serve_command  # noqa: E402
+
+cli.add_command(serve_command)
+
+
+# The commands that draw or describe, in their own module (cli.py stays commands of a run).
+from .cli_visual import graph_command, summary_command  # noqa: E402
+
+cli.add_command(graph_command)
+cli.add_command(summary_command)
+
+from .cli_sweep import sweep_command  # noqa: E402
+
+cli.add_command(sweep_command)
