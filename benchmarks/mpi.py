@@ -2,7 +2,7 @@
 
 Trains the conv presets on the real MNIST (or Fashion-MNIST) copy for a few epochs on a subset,
 through the real command line: one process with 2 BLAS threads, and `mpiexec -n K` with one
-BLAS thread per rank for K = 1 and 2. Reports the median epoch time (epoch 1 included: the
+BLAS thread per rank for K = 1 and 2. Reports the fastest epoch's time (epoch 1 included: the
 ranks start together), the speed-up of K = 2 over both single-process runs, and the share of
 each step spent in Allreduce (waiting for the slower rank included). Writes
 benchmarks/results/mpi.json.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,11 +40,15 @@ def run(preset: str, data: Path, dataset: str, *, ranks: int | None, threads: in
             command = [str(MPIEXEC), "-n", str(ranks), *command]
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     epochs_seen = [r for r in map(json.loads, done.stdout.splitlines()) if r["event"] == "epoch"]
-    seconds = statistics.median(r["seconds"] for r in epochs_seen)
+    # The fastest epoch: this 2-core machine is shared, and a burst of other work in one epoch
+    # says nothing about the engine (every epoch's time is kept beside it).
+    seconds = min(r["seconds"] for r in epochs_seen)
     share = None  # mpiexec -n 1 is one plain process: bptrain trains without MPI then
     if "allreduce_seconds" in epochs_seen[0]:
-        share = statistics.median(r["allreduce_seconds"] / r["seconds"] for r in epochs_seen)
+        fastest = min(epochs_seen, key=lambda r: r["seconds"])
+        share = fastest["allreduce_seconds"] / fastest["seconds"]
     return {"epoch_seconds": seconds, "allreduce_share": share,
+            "every_epoch_seconds": [r["seconds"] for r in epochs_seen],
             "val_accuracy": epochs_seen[-1]["val_accuracy"]}  # fmt: skip
 
 

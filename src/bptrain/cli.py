@@ -427,20 +427,12 @@ def presets_command() -> None:
         console.log.info(f"{name:<10} {descriptions[name]}")
 
 
+# Commands with their own modules (cli.py keeps the commands of a run): the pictures and
+# summaries, the draw-a-digit server, sweeps. Their engines load only when they run.
 from .cli_plot import plot_command  # noqa: E402
-
-cli.add_command(plot_command)
 from .cli_serve import serve_command  # noqa: E402
-
-cli.add_command(serve_command)
-
-
-# The commands that draw or describe, in their own module (cli.py stays commands of a run).
+from .cli_sweep import sweep_command  # noqa: E402
 from .cli_visual import graph_command, summary_command  # noqa: E402
 
-cli.add_command(graph_command)
-cli.add_command(summary_command)
-
-from .cli_sweep import sweep_command  # noqa: E402
-
-cli.add_command(sweep_command)
+for command in (graph_command, summary_command, plot_command, serve_command, sweep_command):
+    cli.add_command(command)

@@ -71,7 +71,8 @@ threads_option = click.option(
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="BLAS threads (default: what the environment sets, else every core).",
+    help="BLAS threads (default: what the environment sets, else every core; one for serve, "
+    "each sweep worker and each MPI rank).",
 )
 
 
