@@ -70,6 +70,7 @@ EPOCH_KEYS = {
     "lr",
     "seconds",
     "samples_per_second",
+    "wall_seconds",
 }
 SUMMARY_KEYS = {
     "event",
@@ -78,8 +79,10 @@ SUMMARY_KEYS = {
     "best_val_accuracy",
     "epochs",
     "seconds",
+    "wall_seconds",
     "seed",
     "checkpoint",
+    "weights",
 }
 
 
@@ -94,7 +97,8 @@ def assert_error(result, code, *needles):
         assert needle in lines[0], lines[0]
 
 
+TIMING_KEYS = ("seconds", "samples_per_second", "wall_seconds", "seconds_to_target")
+
+
 def without_timing(recs):
-    return [
-        {k: v for k, v in r.items() if k not in ("seconds", "samples_per_second")} for r in recs
-    ]
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in recs]

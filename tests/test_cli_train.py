@@ -293,3 +293,34 @@ def test_an_unwritable_out_fails_before_any_data_is_loaded(tmp_path):
         "train", "mlp", "--offline", "--data-dir", tmp_path / "none", "--out", blocker / "m.npz"
     )
     assert_error(result, 4, "cannot write checkpoint")
+
+
+def test_seconds_to_target_is_the_clock_when_validation_first_reached_it(tmp_path, idx_folder):
+    path = write_config(tmp_path / "t.yaml", small_config(idx_folder, epochs=3))
+    plain = records(invoke("train", path, "--dry-run").stdout)
+    assert "seconds_to_target" not in plain[-1]
+    out = tmp_path / "t.npz"
+    first = records(invoke("train", path, "--out", out, "--target-accuracy", "0").stdout)
+    epochs, summary = first[:-1], first[-1]
+    clocks = [r["wall_seconds"] for r in epochs]
+    assert clocks == sorted(clocks) and 0 < clocks[0] < summary["wall_seconds"]
+    assert summary["seconds_to_target"] == clocks[0]  # any accuracy reaches 0 at once
+    # A target first reached at a later epoch gives that epoch's clock; one never reached, null.
+    vals = [r["val_accuracy"] for r in epochs]
+    later = next(i for i, v in enumerate(vals) if v > vals[0])
+    result = invoke(
+        "train", path, "--out", out, "--overwrite", "--target-accuracy", str(vals[later])
+    )
+    again = records(result.stdout)
+    assert again[-1]["seconds_to_target"] == again[later]["wall_seconds"]
+    slow = ("--set", "optimizer.lr=1e-9")  # learns nothing: never reaches 0.9
+    result = invoke("train", path, *slow, "--out", out, "--overwrite", "--target-accuracy", "0.9")
+    assert result.exit_code == 1 and records(result.stdout)[-1]["seconds_to_target"] is None
+
+
+def test_the_run_clock_goes_on_across_a_resume(tmp_path, idx_folder):
+    path = write_config(tmp_path / "c.yaml", small_config(idx_folder, epochs=2))
+    part = tmp_path / "c.npz"
+    first = records(invoke("train", path, "--set", "train.epochs=1", "--out", part).stdout)
+    rest = records(invoke("train", "--resume", part, "--set", "train.epochs=2").stdout)
+    assert rest[0]["epoch"] == 2 and rest[0]["wall_seconds"] > first[-1]["wall_seconds"]

@@ -86,3 +86,15 @@ def test_bad_values_name_their_key(spec: dict, path: str) -> None:
 def test_step_requires_step_size() -> None:
     errors = SCHEDULES.check({"type": "step"})
     assert [e.path for e in errors] == ["step_size"]
+
+
+def test_linear_falls_in_a_straight_line_to_its_floor_after_its_warm_up():
+    from bptrain.schedules import SCHEDULES
+
+    linear = SCHEDULES.build({"type": "linear", "min_factor": 0.1, "warmup": 1})
+    assert linear.factor(0, 10) == 0.0
+    assert linear.factor(0.5, 10) == pytest.approx(0.5 * (0.1 + 0.9 * 0.95))
+    assert linear.factor(1, 10) == pytest.approx(0.1 + 0.9 * 0.9)
+    assert linear.factor(5, 10) == pytest.approx(0.55)
+    assert linear.factor(10, 10) == pytest.approx(0.1)
+    assert linear.factor(12, 10) == pytest.approx(0.1)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .averaging import WeightAverage
 from .checkpoint_schema import validate_meta
 from .errors import CheckpointError
 from .functional import finite_or_null
@@ -35,7 +36,7 @@ FORMAT = "bptrain-checkpoint"
 FORMAT_VERSION = 2  # 2: digest, validated schema
 META_KEY = "__meta__"
 # Array groups inside the .npz: "<group>/<name>".
-GROUPS = ("param", "buffer", "optim", "best", "state")
+GROUPS = ("param", "buffer", "optim", "best", "ema", "state")
 MAX_META_DEPTH = 32  # a config nests a few levels; far deeper JSON is not ours
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with entries; an empty zip
 
@@ -144,6 +145,8 @@ def state_to_dict(state: TrainState) -> dict[str, Any]:
         "best_epoch": state.best_epoch,
         "stale_epochs": state.stale_epochs,
         "stopped_early": state.stopped_early,
+        "ema_updates": state.ema.updates if state.ema is not None else None,
+        "wall_seconds": state.wall_seconds,
     }
 
 
@@ -161,6 +164,7 @@ def state_from_dict(s: Mapping[str, Any], history: list[dict[str, Any]]) -> Trai
         best_epoch=s["best_epoch"],
         stale_epochs=int(s["stale_epochs"]),
         stopped_early=bool(s["stopped_early"]),
+        wall_seconds=float(s.get("wall_seconds") or 0.0),  # files from before the run clock
     )
 
 
@@ -191,6 +195,7 @@ def save(
     arrays.update({f"buffer/{k}": v for k, v in network.buffers.items()})
     arrays.update({f"optim/{k}": v for k, v in optimizer.state_dict().items()})
     arrays.update({f"best/{k}": v for k, v in (state.best_params or {}).items()})
+    arrays.update({f"ema/{k}": v for k, v in (state.ema.arrays if state.ema else {}).items()})
     if state.order is not None:
         arrays["state/order"] = state.order
     meta = finite_or_null(
@@ -427,7 +432,7 @@ def _grouped(path: Path, files: dict[str, np.ndarray]) -> dict[str, dict[str, np
 
 def _check_arrays(path: Path, arrays: dict[str, dict[str, np.ndarray]]) -> None:
     """Weights are finite floats; the sample order is a 1-D integer array."""
-    for group in ("param", "buffer", "best", "optim"):
+    for group in ("param", "buffer", "best", "ema", "optim"):
         for key, value in arrays[group].items():
             if value.dtype.kind not in "fiu":
                 raise CheckpointError(f"checkpoint {path}: {group}/{key} is not numeric")
@@ -470,17 +475,27 @@ def _copy_into(
         target[...] = stored[key]
 
 
+# Weight sets besides the last ones: (array group, what it is, how to get one).
+_WEIGHT_SETS = {
+    "best": ("best", "best-validation", "train with data.validation > 0, or use --weights last"),
+    "ema": ("ema", "averaged (EMA)", "train with train.ema set, or use --weights last"),
+}
+
+
 def restore_network(network: Network, ckpt: Checkpoint, weights: str = "last") -> None:
-    """Load the last (or best-validation) parameters and buffers into a built network."""
-    if weights == "best":
-        best = ckpt.group("best")
-        if not best:
-            raise CheckpointError(
-                f"checkpoint {ckpt.path} holds no best-validation weights",
-                hint="train with data.validation > 0, or use --weights last",
-            )
-        params = {k: v for k, v in best.items() if k in network.params}
-        buffers = {k: v for k, v in best.items() if k not in network.params}
+    """Load the last, best-validation or averaged parameters and buffers into a network.
+
+    The averaged ("ema") set holds the float buffers; any other buffer comes from the last.
+    """
+    if weights in _WEIGHT_SETS:
+        group, what, hint = _WEIGHT_SETS[weights]
+        chosen = ckpt.group(group)
+        if not chosen:
+            raise CheckpointError(f"checkpoint {ckpt.path} holds no {what} weights", hint=hint)
+        params = {k: v for k, v in chosen.items() if k in network.params}
+        buffers = {k: v for k, v in chosen.items() if k not in network.params}
+        if weights == "ema":
+            buffers = {**ckpt.group("buffer"), **buffers}
     else:
         params, buffers = ckpt.group("param"), ckpt.group("buffer")
     _copy_into(network.params, params, "parameters", ckpt.path)
@@ -494,11 +509,14 @@ def restore_training(
     rng: np.random.Generator,
     rows: np.ndarray | None = None,
     batch_size: int | None = None,
+    ema_decay: float | None = None,
 ) -> TrainState:
     """Everything needed to continue exactly: weights, optimizer, generator and loop state.
 
     With the training `rows` and `batch_size`, the stored sample order and step are checked
-    against them (a resumed run must fit the data it resumes on).
+    against them (a resumed run must fit the data it resumes on). With `ema_decay` the
+    averaged weights continue from the stored ones; a run that had none starts its average
+    from the weights it resumes with.
     """
     restore_network(network, ckpt)
     _restore_optimizer(ckpt, optimizer, network)
@@ -514,6 +532,12 @@ def restore_training(
         _check_position(ckpt, state, rows, batch_size)
     best = ckpt.group("best")
     state.best_params = {k: v.copy() for k, v in best.items()} if best else None
+    if ema_decay is not None:
+        state.ema = WeightAverage(ema_decay, network.arrays)
+        stored = ckpt.group("ema")
+        if stored:
+            _copy_into(state.ema.arrays, stored, "averaged weights", ckpt.path)
+            state.ema.updates = int(ckpt.meta["train_state"].get("ema_updates") or 0)
     return state
 
 

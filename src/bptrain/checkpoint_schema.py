@@ -85,6 +85,8 @@ TRAIN_STATE: dict[str, Any] = {
     "best_epoch": _optional(_COUNT),
     "stale_epochs": _COUNT,
     "stopped_early": _BOOL,
+    "ema_updates": _optional(_COUNT),
+    "wall_seconds": _number(0.0),
 }
 EPOCH_RECORD: dict[str, Any] = {
     "epoch": _integer(1),
@@ -95,7 +97,10 @@ EPOCH_RECORD: dict[str, Any] = {
     "lr": _optional(_number(1e-300)),
     "seconds": _number(0.0),
     "samples_per_second": _optional(_number(0.0)),
+    "wall_seconds": _number(0.0),
 }
+# Keys added after checkpoints were first written: older files lack them and still load.
+NEWER_KEYS = frozenset({"ema_updates", "wall_seconds"})
 DATA: dict[str, Any] = {
     "dataset": _STRING,
     "checksums": _mapping_of(_STRING, "a mapping of file names to SHA-256 strings"),
@@ -112,7 +117,7 @@ META: dict[str, Any] = {
     "num_classes": _integer(1, 2**31),
     "class_names": _list_of(_STRING, "a list of strings"),
     "data": DATA,
-    "weights": _one_of("last", "best"),
+    "weights": _one_of("last", "best", "ema"),
     "complete": _BOOL,
     "metrics": _MAPPING,
     "train_state": TRAIN_STATE,
@@ -127,7 +132,9 @@ def _problems(value: Any, schema: Any, path: str) -> list[str]:
     if isinstance(schema, Mapping):
         if not isinstance(value, dict):
             return [f"{path or 'metadata'} must be a mapping"]
-        found = [f"{path}{key}: missing" for key in schema if key not in value]
+        found = [
+            f"{path}{key}: missing" for key in schema if key not in value and key not in NEWER_KEYS
+        ]
         for key, sub in schema.items():
             if key in value:
                 found += _problems(value[key], sub, f"{path}{key}.")

@@ -34,10 +34,11 @@ def common_options(command: Callable) -> Callable:
 
 weights_option = click.option(
     "--weights",
-    type=click.Choice(["auto", "last", "best"]),
+    type=click.Choice(["auto", "last", "best", "ema"]),
     default="auto",
     show_default=True,
-    help="last or best-validation weights; auto = the ones the training summary used.",
+    help="last, best-validation or averaged (train.ema) weights; auto = the ones the "
+    "training summary used.",
 )
 
 

@@ -208,6 +208,8 @@ class DataConfig:
     mirrors: tuple[str, ...] = ()
     validation: int = 5000
     limit_train: int | None = None
+    # Random transforms of each training batch (augment.py), e.g. [{type: shift, pixels: 2}].
+    augment: list | tuple = ()
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,9 @@ class TrainConfig:
     # Under MPI: BatchNorm statistics of the whole batch (summed over the ranks) instead of
     # each rank's own slice, at the price of two small Allreduces per BatchNorm layer and step.
     sync_batch_norm: bool = False
+    # Decay of an exponential moving average of the weights (e.g. 0.999): validation, test and
+    # the saved model use the averaged weights; null trains and tests the raw weights.
+    ema: float | None = None
 
 
 @dataclass(frozen=True)
@@ -268,6 +273,7 @@ _RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("train", "batch_size"): (lambda v: v >= 1, "must be >= 1"),
     ("train", "eval_batch_size"): (lambda v: v >= 1, "must be >= 1"),
     ("train", "early_stopping"): (lambda v: v is None or v >= 1, "must be >= 1 or null"),
+    ("train", "ema"): (lambda v: v is None or 0 < v < 1, "must be between 0 and 1 or null"),
     ("data", "validation"): (lambda v: v >= 0, "must be >= 0"),
     ("data", "limit_train"): (lambda v: v is None or v >= 1, "must be >= 1 or null"),
     ("", "seed"): (lambda v: v is None or 0 <= v < 2**63, "must be a non-negative integer"),
@@ -349,6 +355,10 @@ def _check_parts(raw: Mapping[str, Any], parts: Parts) -> list[ConfigError]:
     if isinstance(train, Mapping) and train.get("schedule") is not None:
         errors += _check_spec(parts.schedules, train["schedule"], "train.schedule")
     data = raw.get("data", {})
+    augment = data.get("augment") if isinstance(data, Mapping) else None
+    if isinstance(augment, list) and parts.augmentations is not None:
+        for i, spec in enumerate(augment):
+            errors += _check_spec(parts.augmentations, spec, f"data.augment[{i}]")
     dataset = data.get("dataset") if isinstance(data, Mapping) else None
     if isinstance(dataset, str) and dataset not in parts.datasets:
         errors.append(
@@ -415,6 +425,10 @@ def from_dict(raw: Mapping[str, Any], *, parts: Parts) -> Config:
         values = dict(raw.get(name) or {})
         if name == "data" and "mirrors" in values:
             values["mirrors"] = tuple(values["mirrors"])
+        if name == "data" and parts.augmentations is not None:
+            values["augment"] = tuple(
+                _normalized(parts.augmentations, s) for s in values.get("augment", ())
+            )
         if name == "model":
             values["layers"] = tuple(_normalized(parts.layers, s) for s in values.get("layers", ()))
             values["loss"] = _normalized(parts.losses, values.get("loss", "softmax_with_loss"))

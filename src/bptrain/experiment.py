@@ -11,6 +11,7 @@ import contextlib
 import logging
 import secrets
 import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, outfile
+from . import augment, checkpoint, outfile
+from .averaging import WeightAverage
 from .checkpoint import Checkpoint, RunInfo
 from .config import Config, LoadedConfig, load_config, parse_override
 from .errors import (
@@ -112,6 +114,7 @@ class Run:
     schedule: Schedule | None
     state: TrainState = field(default_factory=TrainState)
     name: str | None = None  # the preset or config file's name
+    augmenter: augment.Augmenter | None = None  # data.augment's transforms for this dataset
 
     @property
     def all_train(self) -> Arrays:
@@ -168,7 +171,11 @@ def prepare(config: Config, seed: int, dataset: Any) -> Run:
     )
     val = (dataset.x_train[val_rows], dataset.t_train[val_rows])
     test = (dataset.x_test, dataset.t_test)
-    return Run(config, seed, rng, dataset, rows, val, test, network, optimizer, schedule)
+    run = Run(config, seed, rng, dataset, rows, val, test, network, optimizer, schedule)
+    run.augmenter = augment.build(config.data.augment, dataset.name)
+    if config.train.ema is not None:
+        run.state.ema = WeightAverage(config.train.ema, network.arrays)
+    return run
 
 
 def check_fits(ckpt: Checkpoint, dataset: Any) -> None:
@@ -206,8 +213,9 @@ def resume(ckpt: Checkpoint, run: Run) -> None:
             f"in {run.dataset.folder}",
             hint="point --data-dir at the original files",
         )
+    train = run.config.train
     run.state = checkpoint.restore_training(
-        ckpt, run.network, run.optimizer, run.rng, run.train_rows, run.config.train.batch_size
+        ckpt, run.network, run.optimizer, run.rng, run.train_rows, train.batch_size, train.ema
     )
     run.name = ckpt.info.name
 
@@ -358,6 +366,7 @@ def train(request: TrainRequest, hooks: Hooks, parallel: Any = None) -> dict[str
     loads (or downloads) the data and builds the run first; the other ranks wait for its
     verified folder and seed (or its failure), then do the same offline and save nothing.
     """
+    started = time.perf_counter()  # the run's clock includes planning and loading the data
     root = parallel is None or parallel.is_root
     shared: tuple[str | None, int | None] = (None, None)
     if not root:
@@ -388,7 +397,7 @@ def train(request: TrainRequest, hooks: Hooks, parallel: Any = None) -> dict[str
         if parallel is not None and root:  # every check passed here: the others may start
             parallel.share_start(str(dataset.folder), resolved.seed)
         _log_start(run, loaded, ckpt, out)
-        return Training(run, out, hooks, request, parallel).execute()
+        return Training(run, out, hooks, request, parallel, started).execute()
 
 
 def _shrink_for_dry_run(run: Run, batches: int = 3) -> None:
@@ -431,16 +440,30 @@ class Training:
     """One training run from its first (or resumed) step to its summary."""
 
     def __init__(
-        self, run: Run, out: Path | None, hooks: Hooks, request: TrainRequest, parallel: Any = None
+        self,
+        run: Run,
+        out: Path | None,
+        hooks: Hooks,
+        request: TrainRequest,
+        parallel: Any = None,
+        started: float | None = None,
     ) -> None:
         self.run, self.out, self.hooks, self.request = run, out, hooks, request
         self.parallel = parallel
+        # The run's clock: earlier sessions' time (from the checkpoint) plus this one's.
+        self.started = time.perf_counter() if started is None else started
+        self.clock_base = run.state.wall_seconds
         self.epochs = run.state.epoch + 1 if request.dry_run else run.config.train.epochs
         self.progress = hooks.progress(self.epochs)
         self.output_error: BaseException | None = None  # stdout failed: stop, then report
         self.announced = False
 
+    def clock(self) -> float:
+        """Wall seconds of the run so far, across resumes (data loading included)."""
+        return self.clock_base + time.perf_counter() - self.started
+
     def save(self, state: TrainState, **meta: Any) -> None:
+        state.wall_seconds = self.clock()
         if self.out is not None:
             r = self.run
             checkpoint.save(self.out, r.network, r.optimizer, state, r.rng, r.info, **meta)
@@ -453,6 +476,7 @@ class Training:
 
     def on_epoch(self, state: TrainState, record: dict[str, Any]) -> None:
         self._close_progress()
+        record["wall_seconds"] = self.clock()  # in the history too: it is the same dict
         if self.parallel is not None:
             record["ranks"] = self.parallel.size
             record["allreduce_seconds"] = self.parallel.take_comm_seconds()
@@ -479,7 +503,7 @@ class Training:
                 r.network, r.optimizer, r.all_train, rows=r.train_rows, epochs=self.epochs,
                 batch_size=cfg.train.batch_size, rng=r.rng, val=r.val, schedule=r.schedule,
                 state=r.state, early_stopping=cfg.train.early_stopping, on_batch=self.progress,
-                on_epoch=self.on_epoch, stop_requested=stop, parallel=par,
+                on_epoch=self.on_epoch, stop_requested=stop, parallel=par, augment=r.augmenter,
             )  # fmt: skip
             self._close_progress()
             if self.stop_requested():  # a signal or a failed stdout, mid-epoch or after it
@@ -518,8 +542,12 @@ class Training:
         r, cfg = self.run, self.run.config
         use_best = cfg.train.restore_best and state.best_params is not None
         last = {k: v.copy() for k, v in r.network.arrays.items()}
+        # The best weights are the averaged ones of that epoch when there is an average.
+        weights = "best" if use_best else "ema" if state.ema is not None else "last"
         if use_best:
             r.network.assign(state.best_params)  # type: ignore[arg-type]
+        elif state.ema is not None:
+            r.network.assign(state.ema.arrays)
         result = evaluate(r.network, *r.test, r.dataset.num_classes, cfg.train.eval_batch_size)
         r.network.assign(last)  # the checkpoint keeps the last weights, for --resume
         if self.stop_requested():  # a signal during the test: the last epoch's save stands
@@ -531,18 +559,31 @@ class Training:
             "best_val_accuracy": state.best_val_accuracy,
             "epochs": state.epoch,
             "seconds": sum(record["seconds"] for record in state.history),
+            "wall_seconds": self.clock(),
             "seed": r.seed,
             "checkpoint": str(self.out) if self.out else None,
+            "weights": weights,
         }
+        target = self.request.target_accuracy
+        if target is not None:
+            summary["seconds_to_target"] = seconds_to_target(state.history, target)
         if self.request.dry_run:
             summary["dry_run"] = True
-        weights = "best" if use_best else "last"
         self.save(state, metrics=summary, weights=weights, complete=True)
         where = f"checkpoint {self.out}" if self.out else "dry run: nothing saved"
         log.info(f"test accuracy {result.accuracy:.2%} (loss {result.loss:.4f}); {where}")
         self.hooks.emit(summary)
         check_target(result.accuracy, self.request.target_accuracy, "test")
         return summary
+
+
+def seconds_to_target(history: Sequence[dict[str, Any]], target: float) -> float | None:
+    """The run's clock when validation accuracy first reached `target` (None: it never did)."""
+    for record in history:
+        accuracy = record.get("val_accuracy")
+        if accuracy is not None and accuracy >= target:
+            return record.get("wall_seconds")
+    return None
 
 
 def check_target(accuracy: float, target: float | None, split: str) -> None:
@@ -570,7 +611,7 @@ class Model:
     ckpt: Checkpoint
     config: Config
     network: Network
-    weights: str  # "last" or "best"
+    weights: str  # "last", "best" or "ema"
 
     @property
     def info(self) -> RunInfo:

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .errors import ConfigError
 from .registry import Named, Registry
 
 LOSSES = Registry("loss")
@@ -33,10 +34,21 @@ class SoftmaxWithLoss(Loss):
     seed's (y - t) / N without ever dividing by a probability.
     """
 
-    example: ClassVar[dict[str, Any]] = {"spec": {"type": "softmax_with_loss"}, "input_shape": (5,)}
+    example: ClassVar[dict[str, Any]] = {
+        "spec": {"type": "softmax_with_loss", "label_smoothing": 0.1},
+        "input_shape": (5,),
+    }
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        # Label smoothing trains against (1 - e) * onehot + e / C: the network is never pushed
+        # towards infinitely confident scores, which helps it generalize (Szegedy et al. 2016).
+        if not 0 <= label_smoothing < 1:
+            raise ConfigError(f"must be in [0, 1), got {label_smoothing}", path="label_smoothing")
+        self.label_smoothing = float(label_smoothing)
 
     def forward(self, x: np.ndarray, t: np.ndarray) -> np.floating:
-        n = x.shape[0]
+        n, classes = x.shape[0], x.shape[1]
+        eps = self.label_smoothing
         shifted = x - x.max(axis=1, keepdims=True)  # (N, C); the max shift prevents overflow
         self.t = np.asarray(t)
         if self.t.ndim == 1:
@@ -44,6 +56,8 @@ class SoftmaxWithLoss(Loss):
             picked = shifted[self.rows, self.t].sum()  # read before exp overwrites `shifted`
         else:
             picked = np.vdot(self.t, shifted)
+        # The smoothing's uniform part picks every score: sum over all of them, also before exp.
+        spread = shifted.sum() if eps else 0.0
         # In place: this runs once per training step, and every pass over the scores counts.
         exp = np.exp(shifted, out=shifted)
         sums = exp.sum(axis=1)
@@ -51,21 +65,29 @@ class SoftmaxWithLoss(Loss):
         self.y /= sums[:, None]
         log_sums = np.log(sums)
         if self.t.ndim == 1:
-            loss = (log_sums.sum() - picked) / n
+            total = log_sums.sum()
         else:
             t_sum = self.t.sum(axis=1)  # 1 for one-hot rows; soft labels need not sum to 1
-            loss = (np.dot(t_sum, log_sums) - picked) / n
+            total = np.dot((1 - eps) * t_sum + eps, log_sums)
+        loss = (total - (1 - eps) * picked - eps / classes * spread) / n
         return x.dtype.type(loss)
 
     def backward(self, dout: float = 1) -> np.ndarray:
-        n = self.y.shape[0]
+        n, classes = self.y.shape
+        eps = self.label_smoothing
         if self.t.ndim == 1:
             dx = self.y.copy()
-            dx[self.rows, self.t] -= 1
+            dx[self.rows, self.t] -= 1 - eps
         else:
-            dx = self.y - self.t.astype(self.y.dtype, copy=False)
+            dx = self.y - (1 - eps) * self.t.astype(self.y.dtype, copy=False)
+        if eps:
+            dx -= self.y.dtype.type(eps / classes)
         dx *= self.y.dtype.type(dout / n)
         return dx
+
+    def __repr__(self) -> str:
+        smoothing = f"label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        return f"SoftmaxWithLoss({smoothing})"
 
 
 @LOSSES.register("identity_with_mse", aliases=("mse", "mean_squared_error"))

@@ -5,6 +5,7 @@ Callers that load configs pass PARTS: ``load_config(name, overrides, parts=PARTS
 
 from __future__ import annotations
 
+from .augment import AUGMENTATIONS
 from .data.datasets import DATASETS
 from .layers import LAYERS
 from .losses import LOSSES
@@ -20,4 +21,5 @@ PARTS = Parts(
     datasets=tuple(DATASETS),
     # Names people know from elsewhere, suggested when a config uses them.
     dataset_aliases={"fmnist": "fashion-mnist", "fashion": "fashion-mnist"},
+    augmentations=AUGMENTATIONS,
 )

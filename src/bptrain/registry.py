@@ -265,3 +265,4 @@ class Parts:
     schedules: Registry
     datasets: Collection[str]
     dataset_aliases: Mapping[str, str] = field(default_factory=dict)
+    augmentations: Registry | None = None

@@ -81,3 +81,21 @@ class Cosine(Schedule):
     def value(self, progress: float, total_epochs: int) -> float:
         done = min(max(progress / max(total_epochs, 1), 0.0), 1.0)
         return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * done))
+
+
+@SCHEDULES.register("linear", aliases=("linear_decay", "polynomial"))
+class Linear(Schedule):
+    """A straight line from 1 down to `min_factor` over all epochs (stays there after the end).
+
+    With `warmup` this is the triangular one-cycle shape: up from 0, then down to the end.
+    """
+
+    def __init__(self, min_factor: float = 0.0, warmup: float = 0.0) -> None:
+        super().__init__(warmup)
+        if not 0 <= min_factor <= 1:
+            raise ConfigError(f"must be in [0, 1], got {min_factor}", path="min_factor")
+        self.min_factor = float(min_factor)
+
+    def value(self, progress: float, total_epochs: int) -> float:
+        done = min(max(progress / max(total_epochs, 1), 0.0), 1.0)
+        return self.min_factor + (1 - self.min_factor) * (1 - done)

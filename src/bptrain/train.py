@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .averaging import WeightAverage
 from .errors import ConfigError, DivergedError
 from .functional import labels_of
 from .network import Network
@@ -37,6 +39,8 @@ class TrainState:
     stale_epochs: int = 0  # epochs since validation accuracy last improved
     stopped_early: bool = False
     interrupted: bool = False
+    ema: WeightAverage | None = None  # the averaged weights, when train.ema is set
+    wall_seconds: float = 0.0  # the run's clock (every session, loading included) at the last save
 
 
 @dataclass
@@ -128,6 +132,8 @@ def train_step(
     if not math.isfinite(loss):
         raise _diverged(network, xb, tb, state, optimizer)
     optimizer.update(network.params, network.grads)
+    if state.ema is not None:
+        state.ema.update(network.arrays)
     return loss, correct
 
 
@@ -148,6 +154,7 @@ def fit(
     stop_requested: Callable[[], bool] | None = None,
     rows: np.ndarray | None = None,
     parallel: Any = None,
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
 ) -> TrainState:
     """Mini-batch training: shuffle (step 1), backprop (2), update (3), repeat (4).
 
@@ -155,7 +162,9 @@ def fit(
     `stop_requested` is polled between steps; when it returns True the state is returned with
     `interrupted` set, at a clean step boundary. `rows` trains on those rows of `train` only,
     which spares a copy of the training set when a validation split is held out of it.
-    `parallel` trains data-parallel across MPI ranks (see parallel.py).
+    `parallel` trains data-parallel across MPI ranks (see parallel.py). `augment` (see
+    augment.py) transforms each gathered training batch, drawing from `rng`. With an EMA in
+    `state.ema`, validation and the best weights are the averaged ones.
     """
     x, t = train
     n = x.shape[0] if rows is None else len(rows)
@@ -181,7 +190,8 @@ def fit(
                     progress = state.epoch + state.step / steps
                     optimizer.lr = optimizer.base_lr * schedule.factor(progress, epochs)
                 idx = state.order[state.step * batch_size : (state.step + 1) * batch_size]
-                loss, correct = train_step(network, optimizer, x[idx], t[idx], state, parallel)
+                xb = x[idx] if augment is None else augment(x[idx], rng)
+                loss, correct = train_step(network, optimizer, xb, t[idx], state, parallel)
                 state.step += 1
                 state.loss_sum += loss * len(idx)
                 state.correct += correct
@@ -212,6 +222,49 @@ def _finish_epoch(
             f"the last update made {parameter} non-finite",
             hint=f"lower optimizer.lr (now {optimizer.lr:g})",
         )
+    with evaluated_weights(network, state.ema):
+        val_loss, val_accuracy = _validate(network, optimizer, state, val, early_stopping)
+    record = {
+        "epoch": state.epoch,
+        "train_loss": state.loss_sum / state.seen,
+        "train_accuracy": state.correct / state.seen,
+        "val_loss": val_loss,
+        "val_accuracy": val_accuracy,
+        "lr": optimizer.lr,
+        "seconds": state.seconds,
+        "samples_per_second": state.seen / state.seconds if state.seconds > 0 else None,
+    }
+    state.history.append(record)
+    state.step, state.order, state.loss_sum, state.correct, state.seen = 0, None, 0.0, 0, 0
+    state.seconds = 0.0
+    return record
+
+
+@contextlib.contextmanager
+def evaluated_weights(network: Network, ema: WeightAverage | None) -> Iterator[None]:
+    """The weights a model is judged by: the moving average while inside, when there is one.
+
+    The raw weights, which training continues from, are put back on the way out.
+    """
+    if ema is None:
+        yield
+        return
+    raw = {k: v.copy() for k, v in network.arrays.items()}
+    network.assign(ema.arrays)
+    try:
+        yield
+    finally:
+        network.assign(raw)
+
+
+def _validate(
+    network: Network,
+    optimizer: Optimizer,
+    state: TrainState,
+    val: Arrays | None,
+    early_stopping: int | None,
+) -> tuple[float | None, float | None]:
+    """Validation loss and accuracy; counts the epoch and keeps the best weights."""
     val_loss = val_accuracy = None
     if val is not None and val[0].shape[0] > 0:
         val_loss, predictions = network.evaluate(*val)
@@ -236,17 +289,4 @@ def _finish_epoch(
             state.stale_epochs += 1
             if early_stopping is not None and state.stale_epochs >= early_stopping:
                 state.stopped_early = True
-    record = {
-        "epoch": state.epoch,
-        "train_loss": state.loss_sum / state.seen,
-        "train_accuracy": state.correct / state.seen,
-        "val_loss": val_loss,
-        "val_accuracy": val_accuracy,
-        "lr": optimizer.lr,
-        "seconds": state.seconds,
-        "samples_per_second": state.seen / state.seconds if state.seconds > 0 else None,
-    }
-    state.history.append(record)
-    state.step, state.order, state.loss_sum, state.correct, state.seen = 0, None, 0.0, 0, 0
-    state.seconds = 0.0
-    return record
+    return val_loss, val_accuracy

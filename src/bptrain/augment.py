@@ -1,0 +1,148 @@
+"""Data augmentation: random transforms of each training batch, drawn from the run's generator.
+
+`data.augment` lists transforms, e.g. ``[{type: shift, pixels: 2}, {type: hflip}]``; fit()
+applies them in that order to every mini-batch after it is gathered, never to validation or
+test data. They draw from the run's own generator (the one that shuffles and drops out), so a
+seeded run is reproducible and a resumed one exact: the generator's state is in the
+checkpoint. With no transforms nothing is drawn, and a run is the same as before augmentation
+existed.
+
+Each transform is vectorized over the batch: one padded copy and one gather for the shifts,
+one `where` for the flips.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .errors import ConfigError
+from .registry import Named, Registry
+
+AUGMENTATIONS = Registry("augmentation")
+
+log = logging.getLogger("bptrain.run")
+
+# Datasets whose classes survive a left-right mirror. A mirrored digit is not a digit (or is
+# another one), so mnist is not here, nor `idx`, whose content is unknown.
+MIRROR_SAFE = frozenset({"fashion-mnist"})
+
+
+class Transform(Named):
+    """__call__(x, rng) -> a new (N, C, H, W) batch of x's dtype; x itself is not changed."""
+
+    example: ClassVar[dict[str, Any]] = {}
+
+    def skipped_on(self, dataset: str) -> str | None:
+        """Why this transform must not run on `dataset`, or None when it may."""
+        return None
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _images(x: np.ndarray, name: str) -> tuple[int, int, int, int]:
+    if x.ndim != 4:
+        raise ConfigError(
+            f"{name} works on images (N, C, H, W); this data has shape {list(x.shape[1:])}",
+            path="data.augment",
+        )
+    return x.shape  # type: ignore[return-value]
+
+
+@AUGMENTATIONS.register(
+    "shift",
+    aliases=("random_crop", "crop", "translate", "random_shift"),
+    key_aliases={"padding": "pixels", "pad": "pixels", "max_shift": "pixels"},
+)
+class Shift(Transform):
+    """Move each image by (dy, dx), each drawn uniformly from -pixels..pixels, filling the
+    uncovered border with `fill`: the "pad by `pixels`, random crop back to size" recipe.
+    """
+
+    example: ClassVar[dict[str, Any]] = {"spec": {"type": "shift", "pixels": 2}}
+
+    def __init__(self, pixels: int = 2, fill: float = 0.0) -> None:
+        if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
+            raise ConfigError(f"must be an integer >= 1, got {pixels!r}", path="pixels")
+        self.pixels = pixels
+        self.fill = float(fill)
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        n, c, h, w = _images(x, "shift")
+        p = self.pixels
+        corner = rng.integers(0, 2 * p + 1, size=(2, n))  # where each crop starts in the pad
+        padded = np.full((n, c, h + 2 * p, w + 2 * p), self.fill, dtype=x.dtype)
+        padded[:, :, p : p + h, p : p + w] = x
+        windows = sliding_window_view(padded, (h, w), axis=(2, 3))  # (N, C, 2p+1, 2p+1, H, W)
+        # One gather: sample i's window at its corner; the arrays index axes 0, 2 and 3, so
+        # NumPy puts the batch axis first and keeps (C, H, W) after it.
+        return windows[np.arange(n), :, corner[0], corner[1]]
+
+    def __repr__(self) -> str:
+        return f"Shift(pixels={self.pixels})"
+
+
+@AUGMENTATIONS.register(
+    "hflip", aliases=("flip", "horizontal_flip", "random_flip", "randomhorizontalflip")
+)
+class HorizontalFlip(Transform):
+    """Mirror each image left-right with probability `p`.
+
+    Only on datasets whose classes a mirror keeps (Fashion-MNIST's shirts and shoes); on
+    digits it is skipped with a note, since a mirrored 2 or 7 is no digit. `force: true` flips
+    any data (an `idx` folder of pictures whose classes are known to be mirror-safe).
+    """
+
+    example: ClassVar[dict[str, Any]] = {"spec": {"type": "hflip"}}
+
+    def __init__(self, p: float = 0.5, force: bool = False) -> None:
+        if not 0 < p <= 1:
+            raise ConfigError(f"must be in (0, 1], got {p}", path="p")
+        self.p = float(p)
+        self.force = force
+
+    def skipped_on(self, dataset: str) -> str | None:
+        if self.force or dataset in MIRROR_SAFE:
+            return None
+        return f"a mirror can change the class of {dataset} images (force: true flips anyway)"
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        n = _images(x, "hflip")[0]
+        flip = rng.random(n) < self.p
+        return np.where(flip[:, None, None, None], x[..., ::-1], x)
+
+    def __repr__(self) -> str:
+        return f"HorizontalFlip(p={self.p})"
+
+
+class Augmenter:
+    """The transforms of `data.augment` that apply to a dataset, run in order."""
+
+    def __init__(self, transforms: Sequence[Transform]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for transform in self.transforms:
+            x = transform(x, rng)
+        return x
+
+    def __repr__(self) -> str:
+        return f"Augmenter({', '.join(map(repr, self.transforms))})"
+
+
+def build(specs: Sequence[Any], dataset: str) -> Augmenter | None:
+    """The augmenter for `dataset`, or None when no transform applies (nothing is drawn)."""
+    transforms = []
+    for i, spec in enumerate(specs):
+        transform = AUGMENTATIONS.build(spec, f"data.augment[{i}]")
+        reason = transform.skipped_on(dataset)
+        if reason is None:
+            transforms.append(transform)
+        else:
+            log.info(f"data.augment[{i}] ({transform.name}) is not used: {reason}")
+    return Augmenter(transforms) if transforms else None
