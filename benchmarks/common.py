@@ -15,12 +15,24 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_FASHION = ROOT.parent / "shared" / "data" / "fashion-mnist"
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def fashion_dir() -> Path | None:
     """The real Fashion-MNIST copy, when there is one (BPTRAIN_BENCH_DATA overrides)."""
     folder = Path(os.environ.get("BPTRAIN_BENCH_DATA", SHARED_FASHION))
+    return (
+        folder
+        if (folder / "train-images-idx3-ubyte.gz").is_file()
+        or (folder / "train-images-idx3-ubyte").is_file()
+        else None
+    )
+
+
+def mnist_dir() -> Path | None:
+    """The real MNIST copy, when there is one (BPTRAIN_BENCH_MNIST overrides), like fashion_dir."""
+    folder = Path(os.environ.get("BPTRAIN_BENCH_MNIST", SHARED_MNIST))
     return (
         folder
         if (folder / "train-images-idx3-ubyte.gz").is_file()
