@@ -1,6 +1,7 @@
 """Speed benchmark: bptrain's training epochs against PyTorch eager and against its own GEMMs.
 
     make bench                 # or: python benchmarks/speed.py [--repeats 5] [--no-readme]
+    make bench ARGS="--threads 1 --no-readme"    # 1 BLAS/PyTorch thread
 
 Times one training epoch (batch 100, float32) of each network below, median of --repeats runs,
 with bptrain's real network, optimizer, metrics and a progress bar (drawn to /dev/null);
@@ -8,7 +9,9 @@ evaluation throughput; loading the dataset from the cache; peak memory of a full
 run. When PyTorch is installed (not a dependency: `pip install torch==2.13.0`), the same networks
 run in PyTorch eager in the same process and the table shows bptrain time / PyTorch time.
 Uses the real Fashion-MNIST beside the repository when present, random data of the same shape
-otherwise. BLAS threads are whatever the environment sets (OPENBLAS_NUM_THREADS, ...).
+otherwise. BLAS threads are whatever the environment sets (OPENBLAS_NUM_THREADS, ...) unless
+--threads N sets them (NumPy's BLAS through threadpoolctl, and torch.set_num_threads(N)); the
+JSON records the count either way.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def _preset(name: str) -> tuple[list[dict], dict]:
 def benches() -> list[Bench]:
     mlp_layers, mlp_opt = _preset("mlp")
     cnn_layers, cnn_opt = _preset("cnn")
+    deep_cnn_layers, deep_cnn_opt = _preset("cnn-deep")
     sigmoid = [
         dict(spec, type="sigmoid") if spec["type"] == "relu" else spec for spec in mlp_layers
     ]
@@ -70,7 +74,8 @@ def benches() -> list[Bench]:
         Bench("mlp preset: 784-50-10 ReLU", mlp_layers, mlp_opt, 60000, 0.67),
         Bench("784-50-10 sigmoid (the seed's)", sigmoid, mlp_opt, 60000, 0.67),
         Bench("784-100-100-10 ReLU", deep, mlp_opt, 60000, 0.85),
-        Bench("cnn preset: SimpleConvNet", cnn_layers, cnn_opt, 10000, 1.0),
+        Bench("cnn preset: SimpleConvNet", cnn_layers, cnn_opt, 10000, 0.7),
+        Bench("cnn-deep preset: 2 conv+BN blocks", deep_cnn_layers, deep_cnn_opt, 5000, 0.7),
     ]
 
 
@@ -121,7 +126,7 @@ def time_gemms(bench: Bench, data, repeats: int) -> float:
     batch, steps = 100, bench.samples // 100
     products = []  # (A, B) pairs with the operand layouts the layers use
     first = True
-    for layer in net.layers:
+    for layer, out_shape in zip(net.layers, net.shapes, strict=True):
         W = layer.params.get("W")
         if W is None:
             continue
@@ -130,8 +135,7 @@ def time_gemms(bench: Bench, data, repeats: int) -> float:
             dout = rng.random((batch, W.shape[1]), dtype=np.float32)
             products += [(xa, W), (xa.T, dout)] + ([] if first else [(dout, W.T)])
         else:  # conv via im2col: cols (N*OH*OW, C*KH*KW) times filters (C*KH*KW, F)
-            out_hw = layer.out_hw if hasattr(layer, "out_hw") else (24, 24)
-            rows = batch * out_hw[0] * out_hw[1]
+            rows = batch * out_shape[1] * out_shape[2]  # out_shape is (F, OH, OW)
             k = int(np.prod(W.shape[1:]))
             col = rng.random((rows, k), dtype=np.float32)
             wmat = rng.random((k, W.shape[0]), dtype=np.float32)
@@ -151,31 +155,54 @@ def time_gemms(bench: Bench, data, repeats: int) -> float:
 
 
 def torch_model(bench: Bench, input_shape):
+    """The bptrain network as an nn.Sequential: same layers, He-normal weights, zero biases."""
     import torch.nn as nn
 
-    modules, shape = [], input_shape
+    modules, shape = [], tuple(input_shape)
     for spec in bench.layers:
-        kind = spec["type"]
-        if kind == "flatten":
-            modules.append(nn.Flatten())
-            shape = (int(np.prod(shape)),)
-        elif kind == AFFINE:
-            modules.append(nn.Linear(int(np.prod(shape)), spec["units"]))
-            shape = (spec["units"],)
-        elif kind in ("relu", "sigmoid"):
-            modules.append(nn.ReLU() if kind == "relu" else nn.Sigmoid())
-        elif kind == "conv2d":
-            k, s, p = spec.get("kernel", 3), spec.get("stride", 1), spec.get("padding", 0)
-            modules.append(nn.Conv2d(shape[0], spec["filters"], k, s, p))
-            size = (shape[1] + 2 * p - k) // s + 1
-            shape = (spec["filters"], size, size)
-        elif kind == "max_pool2d":
-            size = spec.get("size", 2)
-            modules.append(nn.MaxPool2d(size, spec.get("stride") or size))
-            shape = (shape[0], shape[1] // size, shape[2] // size)
-        else:
-            raise ValueError(f"no PyTorch twin for layer {kind!r}")
+        module, shape = _torch_layer(spec, shape)
+        modules.append(module)
+    for module in modules:
+        if isinstance(module, (nn.Linear, nn.Conv2d)):  # bptrain's init: he (normal, fan in)
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            nn.init.zeros_(module.bias)
     return nn.Sequential(*modules)
+
+
+def _torch_layer(spec: dict, shape: tuple):
+    """(module, output shape) for one bptrain layer spec on input `shape` (no batch axis)."""
+    import torch.nn as nn
+
+    kind = spec["type"]
+    if kind == "flatten":
+        return nn.Flatten(), (int(np.prod(shape)),)
+    if kind == AFFINE:
+        return nn.Linear(int(np.prod(shape)), spec["units"]), (spec["units"],)
+    if kind in ("relu", "sigmoid"):
+        return (nn.ReLU() if kind == "relu" else nn.Sigmoid()), shape
+    if kind == "dropout":
+        return nn.Dropout(spec.get("rate", 0.5)), shape
+    if kind == "batch_norm":
+        # PyTorch's momentum weighs the new batch, bptrain's the running value: 1 - 0.9.
+        momentum, eps = 1 - spec.get("momentum", 0.9), spec.get("eps", 1e-5)
+        norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+        return norm(shape[0], eps=eps, momentum=momentum), shape
+    if kind == "conv2d":
+        k, s = _pair(spec.get("kernel", 3)), spec.get("stride", 1)
+        p = spec.get("padding", 0)
+        p = ((k[0] - 1) // 2, (k[1] - 1) // 2) if p == "same" else _pair(p)
+        size = [(shape[1 + a] + 2 * p[a] - k[a]) // s + 1 for a in (0, 1)]
+        return nn.Conv2d(shape[0], spec["filters"], k, s, p), (spec["filters"], *size)
+    if kind == "max_pool2d":
+        size = spec.get("size", 2)
+        stride = spec.get("stride") or size
+        out = [(shape[1 + a] - size) // stride + 1 for a in (0, 1)]
+        return nn.MaxPool2d(size, stride), (shape[0], *out)
+    raise ValueError(f"no PyTorch twin for layer {kind!r}")
+
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
 
 
 def time_torch(bench: Bench, data, repeats: int) -> dict | None:
@@ -214,6 +241,7 @@ def time_torch(bench: Bench, data, repeats: int) -> dict | None:
     Xt = torch.from_numpy(x_test)
 
     def evaluate() -> None:
+        model.eval()  # BatchNorm on running statistics, no dropout: as bptrain evaluates
         with torch.no_grad():
             for start in range(0, Xt.shape[0], 1000):
                 model(Xt[start : start + 1000]).argmax(1)
@@ -366,6 +394,14 @@ def table(rows: list[Bench], extra: dict) -> str:
     return "\n".join(lines)
 
 
+def blas_threads() -> int | None:
+    """The thread count NumPy's BLAS runs with now (None when threadpoolctl sees no BLAS)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    return max(counts) if counts else None
+
+
 def _f(value, digits: int = 3, thousands: bool = False) -> str:
     if value is None:
         return "n/a"
@@ -377,7 +413,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
     parser.add_argument("--only", help="time only networks whose name contains this")
+    parser.add_argument(
+        "--threads", type=int, help="BLAS and PyTorch threads (default: the environment's)"
+    )
     args = parser.parse_args()
+    if args.threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        # Applies at once and for the rest of the run; the memory run's children read the env.
+        threadpool_limits(limits=args.threads)
+        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        if importlib.util.find_spec("torch") is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
     # Memory first, before this process imports torch or loads data (see peak_mib).
     memory = measure_memory(importlib.util.find_spec("torch") is not None)
     source, data = mnist_shaped()
@@ -402,6 +451,7 @@ def main() -> None:
             "data": source,
             "machine": machine(),
             "repeats": args.repeats,
+            "threads": blas_threads(),
             "networks": {
                 b.name: b.results | {"target": b.target, "samples": b.samples} for b in rows
             },

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 SHARED_FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+SHARED_MNIST = SHARED_FASHION.parent / "mnist"
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:
@@ -80,6 +81,14 @@ def fashion_folder() -> Path:
     if not (SHARED_FASHION / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"no Fashion-MNIST copy at {SHARED_FASHION}")
     return SHARED_FASHION
+
+
+@pytest.fixture
+def mnist_folder() -> Path:
+    """The real MNIST copy beside the repository; skips when it is not there."""
+    if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"no MNIST copy at {SHARED_MNIST}")
+    return SHARED_MNIST
 
 
 @pytest.fixture

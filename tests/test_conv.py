@@ -248,3 +248,86 @@ def test_simple_convnet_gradients_and_training() -> None:
         net.gradient(x, t)
         opt.update(net.params, net.grads)
     assert net.loss(x, t) < first / 2
+
+
+# --- the blocked fast path against the book's im2col ---------------------------------------
+
+
+def book_im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: tuple) -> np.ndarray:
+    """The book's im2col: (N*OH*OW, C*KH*KW), sample-major rows, one loop per kernel offset."""
+    n, c, h, w = x.shape
+    oh, ow = output_size(h, kh, stride, pad[0]), output_size(w, kw, stride, pad[1])
+    xp = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    col = np.zeros((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            col[:, :, i, j] = xp[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride]
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, -1)
+
+
+def book_conv(x: np.ndarray, W: np.ndarray, b: np.ndarray, dout: np.ndarray, stride, pad):
+    """(out, dx, dW, db) through book_im2col and a col2im by kernel offsets."""
+    n, c, h, w = x.shape
+    f, _, kh, kw = W.shape
+    oh, ow = output_size(h, kh, stride, pad[0]), output_size(w, kw, stride, pad[1])
+    col = book_im2col(x, kh, kw, stride, pad)
+    out = (col @ W.reshape(f, -1).T + b).reshape(n, oh, ow, f).transpose(0, 3, 1, 2)
+    d2 = dout.transpose(0, 2, 3, 1).reshape(-1, f)
+    dW, db = (col.T @ d2).T.reshape(W.shape), d2.sum(axis=0)
+    dcol = (d2 @ W.reshape(f, -1)).reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)
+    dxp = np.zeros((n, c, h + 2 * pad[0], w + 2 * pad[1]), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows, cols = slice(i, i + stride * oh, stride), slice(j, j + stride * ow, stride)
+            dxp[:, :, rows, cols] += dcol[:, :, i, j]
+    return out, dxp[:, :, pad[0] : pad[0] + h, pad[1] : pad[1] + w], dW, db
+
+
+CASES = [  # (channels, kernel, stride, padding, (H, W))
+    (1, 3, 1, "same", (7, 6)),
+    (3, [3, 5], 1, "same", (6, 9)),
+    (3, [2, 3], 2, 1, (7, 8)),
+    (1, 5, 1, 0, (9, 9)),
+    (3, 3, 2, 0, (8, 7)),
+    (3, [3, 1], 1, 1, (5, 4)),
+]
+
+
+@pytest.mark.parametrize("block_bytes", [1, 1 << 30], ids=["row-blocks", "one-block"])
+@pytest.mark.parametrize("batch", [1, 7])
+@pytest.mark.parametrize(("channels", "kernel", "stride", "padding", "hw"), CASES)
+def test_blocked_conv_matches_the_book_im2col(
+    monkeypatch, block_bytes, batch, channels, kernel, stride, padding, hw
+) -> None:
+    # BLOCK_BYTES = 1 runs every output row as a block of its own; 2**30, all rows in one.
+    monkeypatch.setattr("bptrain.im2col.BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(9)
+    spec = {"type": "conv2d", "filters": 4, "kernel": kernel, "stride": stride}
+    for dtype, tol in [(np.float64, 1e-10), (np.float32, 2e-5)]:
+        conv = built({**spec, "padding": padding}, (channels, *hw), dtype)
+        conv.params["b"][...] = rng.standard_normal(4)
+        x = rng.standard_normal((batch, channels, *hw)).astype(dtype)
+        out = conv.forward(x)
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        dx = conv.backward(dout)
+        expected = book_conv(x, conv.params["W"], conv.params["b"], dout, stride, conv.pad)
+        got = (out, dx, conv.grads["W"], conv.grads["b"])
+        for name, a, e in zip(("out", "dx", "dW", "db"), got, expected, strict=True):
+            assert a.dtype == dtype, name
+            scale = max(1.0, float(np.abs(e).max()))
+            np.testing.assert_allclose(a, e, rtol=0, atol=tol * scale, err_msg=name)
+
+
+def test_blocked_conv_is_bit_for_bit_repeatable() -> None:
+    # Resuming a run reproduces it exactly only if the same inputs give the same bits.
+    rng = np.random.default_rng(10)
+    conv = built({"type": "conv2d", "filters": 8, "kernel": 3, "padding": "same"}, (3, 12, 10))
+    x = rng.standard_normal((5, 3, 12, 10)).astype(np.float32)
+    dout = rng.standard_normal((5, 8, 12, 10)).astype(np.float32)
+    runs = []
+    for _ in range(2):
+        out = conv.forward(x).copy()
+        dx = conv.backward(dout).copy()
+        runs.append((out, dx, conv.grads["W"].copy(), conv.grads["b"].copy()))
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -189,6 +189,83 @@ def test_batch_norm_gives_the_same_results_in_every_layout(layout: str) -> None:
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
+def batch_norm_backward_reference(x, dout, gamma, eps):
+    """(dx, dgamma, dbeta) of training-mode batch norm, the textbook formulas on (rows, C)."""
+    to_rows = (
+        (lambda a: a)
+        if x.ndim == 2
+        else (lambda a: a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1]))
+    )
+    xr, dr = to_rows(x), to_rows(dout)
+    m = xr.shape[0]
+    std = np.sqrt(xr.var(axis=0) + eps)
+    xhat = (xr - xr.mean(axis=0)) / std
+    dbeta, dgamma = dr.sum(axis=0), (dr * xhat).sum(axis=0)
+    dx = gamma / std * (dr - (dbeta + xhat * dgamma) / m)
+    if x.ndim == 4:
+        n, c, h, w = x.shape
+        dx = dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+    return dx, dgamma, dbeta
+
+
+IMAGE_SHAPES = [(7, 3, 5, 4), (1, 3, 3, 5), (7, 1, 4, 3)]
+
+
+@pytest.mark.parametrize("tiny_tiles", [False, True])
+@pytest.mark.parametrize(
+    ("shape", "layout"),
+    [(shape, layout) for shape in IMAGE_SHAPES for layout in LAYOUTS] + [((13, 5), "C")],
+)
+def test_tiled_batch_norm_matches_the_reference(monkeypatch, tiny_tiles, shape, layout) -> None:
+    # Tiny tiles and wide rows force several tiles, odd widths and a last, shorter tile.
+    if tiny_tiles:
+        monkeypatch.setattr("bptrain.layers.norm.TILE_BYTES", 48)
+        monkeypatch.setattr("bptrain.layers.norm.WIDE_VALUES", 6)
+    rng = np.random.default_rng(23)
+    x0, d0 = rng.standard_normal((2, *shape)) * 3 + 1
+    arrange = (lambda a: a) if len(shape) == 2 else (lambda a: in_layout(a, layout))
+    for dtype, tol in [(np.float64, 1e-10), (np.float32, 1e-5)]:
+        bn = built({"type": "batch_norm", "eps": 1e-3}, shape[1:], dtype)
+        gamma = rng.uniform(-2, 2, shape[1])
+        beta = rng.standard_normal(shape[1])
+        bn.params["gamma"][...], bn.params["beta"][...] = gamma, beta
+        x, dout = arrange(x0.astype(dtype)), arrange(d0.astype(dtype))
+        out = bn.forward(x, train=True)
+        dx = bn.backward(dout)
+        y, _, _ = batch_norm_reference(x0, gamma, beta, 1e-3)
+        rdx, rdgamma, rdbeta = batch_norm_backward_reference(x0, d0, gamma, 1e-3)
+        for name, a, e in [("out", out, y), ("dx", dx, rdx), ("dgamma", bn.grads["gamma"], rdgamma),
+                           ("dbeta", bn.grads["beta"], rdbeta)]:  # fmt: skip
+            assert a.dtype == dtype, name
+            scale = max(1.0, float(np.abs(e).max()))
+            np.testing.assert_allclose(a, e, rtol=0, atol=tol * scale, err_msg=name)
+        # Eval mode: the affine map of the running statistics, tiled the same way.
+        mean, var = bn.buffers["running_mean"], bn.buffers["running_var"]
+        expected = (x0 - mean.reshape(-1, *[1] * (len(shape) - 2))) / np.sqrt(
+            var.reshape(-1, *[1] * (len(shape) - 2)) + 1e-3
+        )
+        expected = expected * gamma.reshape(expected.shape[1:2] + (1,) * (len(shape) - 2))
+        expected += beta.reshape(expected.shape[1:2] + (1,) * (len(shape) - 2))
+        np.testing.assert_allclose(bn.forward(x), expected, rtol=0, atol=tol * 10)
+
+
+def test_batch_norm_keeps_a_pixel_major_layout_and_is_repeatable() -> None:
+    # Pixel-major in, pixel-major out and back (what MaxPool2D and Conv2D read fast), and the
+    # same bits on every run: resuming a run depends on it.
+    rng = np.random.default_rng(24)
+    x = in_layout(rng.standard_normal((6, 4, 5, 3)).astype(np.float32), "pixel-major")
+    dout = in_layout(rng.standard_normal((6, 4, 5, 3)).astype(np.float32), "pixel-major")
+    runs = []
+    for _ in range(2):
+        bn = built({"type": "batch_norm"}, (4, 5, 3), np.float32)
+        out, dx = bn.forward(x, train=True), bn.backward(dout)
+        assert out.transpose(2, 3, 0, 1).flags.c_contiguous
+        assert dx.transpose(2, 3, 0, 1).flags.c_contiguous
+        runs.append((out, dx, bn.grads["gamma"].copy(), bn.grads["beta"].copy()))
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 # --- Dropout -----------------------------------------------------------------------------
 
 

@@ -9,6 +9,10 @@ pooling window combines lie in separate runs of N*F contiguous values, which is 
 pooling fast (see MaxPool2D). This is the transpose of the book's (N*OH*OW, C*KH*KW), with
 the pixel axes moved outward.
 
+Conv2D uses the blocked forms, im2col_gemm and gemm_col2im: the same columns and the same
+sums, a block of output rows at a time, so that each block's columns are still in cache when
+the next step reads them. im2col and col2im are the whole-batch forms (and the tests').
+
 Output sizes are floored, as in the book: input rows/columns that no window reaches are ignored
 (and get a zero gradient).
 """
@@ -55,6 +59,50 @@ def pixel_major(x: np.ndarray, pad: Pair) -> np.ndarray:
     return xt
 
 
+# Convolutions run in blocks of output rows whose columns (about this many bytes) stay in the
+# L2/L3 cache between the gather or GEMM that writes them and the GEMM or scatter that reads
+# them: for the cnn-deep preset's second conv (batch 100) the forward drops from 14.1 to 12.3
+# ms and dx from 14.5 to 12.1 ms, the time of writing 22 MB of columns out and reading them in.
+BLOCK_BYTES = 2 << 20
+
+
+def row_blocks(out_rows: int, bytes_per_row: int) -> list[slice]:
+    """Slices of output rows, about BLOCK_BYTES of columns each (at least one row)."""
+    step = min(out_rows, max(1, BLOCK_BYTES // max(bytes_per_row, 1)))
+    return [slice(r, min(r + step, out_rows)) for r in range(0, out_rows, step)]
+
+
+def patches(xt: np.ndarray, kernel: Pair, stride: int, rows: slice, ow: int) -> np.ndarray:
+    """The inputs of output rows `rows` as a read-only (C, KH, KW, R, OW, N) view of the padded
+    (C, Hp, Wp, N) copy `xt`; copying it into (C*KH*KW, R*OW*N) gives those rows' columns.
+    """
+    c, _, _, n = xt.shape
+    sc, sh, sw, sn = xt.strides
+    return as_strided(
+        xt[:, rows.start * stride :],
+        shape=(c, *kernel, rows.stop - rows.start, ow, n),
+        strides=(sc, sh, sw, sh * stride, sw * stride, sn),
+        writeable=False,
+    )
+
+
+def add_patches(
+    dxp: np.ndarray, cols: np.ndarray, kernel: Pair, stride: int, rows: slice, ow: int
+) -> None:
+    """The adjoint of `patches`: add (C*KH*KW, R*OW*N) columns of output rows `rows` into the
+    padded (C, Hp, Wp, N) gradient `dxp`, one (C, R, OW, N) slab per kernel offset.
+    """
+    c, _, _, n = dxp.shape
+    r = rows.stop - rows.start
+    slabs = cols.reshape(c, *kernel, r, ow, n)  # a view
+    top = rows.start * stride
+    for _, i, j in offsets(kernel):
+        # Runs of OW*N contiguous values when stride is 1 (N values otherwise).
+        target = dxp[:, top + i : top + i + stride * (r - 1) + 1 : stride]
+        target = target[:, :, j : j + stride * (ow - 1) + 1 : stride]
+        np.add(target, slabs[:, i, j], out=target)
+
+
 def im2col(
     x: np.ndarray,
     kernel: Pair,
@@ -68,25 +116,69 @@ def im2col(
     weight column then rides in the convolution's GEMM instead of costing a pass of its own.
     """
     n, c, h, w = x.shape
-    kh, kw = kernel
-    oh = output_size(h, kh, stride, pad[0])
-    ow = output_size(w, kw, stride, pad[1])
+    oh = output_size(h, kernel[0], stride, pad[0])
+    ow = output_size(w, kernel[1], stride, pad[1])
     xt = pixel_major(x, pad)
-    sc, sh, sw, sn = xt.strides
-    # A read-only strided view (C, KH, KW, OH, OW, N) of the padded copy; nothing copied yet.
-    patches = as_strided(
-        xt,
-        shape=(c, kh, kw, oh, ow, n),
-        strides=(sc, sh, sw, sh * stride, sw * stride, sn),
-        writeable=False,
-    )
-    rows = c * kh * kw
+    rows = c * kernel[0] * kernel[1]
     cols = np.empty((rows + ones_row, oh * ow * n), dtype=x.dtype)
     # (C, KH, KW, OH, OW, N) -> (C*KH*KW, OH*OW*N): the one gather copy of the convolution.
-    cols[:rows].reshape(c, kh, kw, oh, ow, n)[...] = patches
+    cols[:rows].reshape(c, *kernel, oh, ow, n)[...] = patches(xt, kernel, stride, slice(0, oh), ow)
     if ones_row:
         cols[rows] = 1
     return cols
+
+
+def im2col_gemm(
+    x: np.ndarray, weights: np.ndarray, kernel: Pair, stride: int, pad: Pair
+) -> tuple[np.ndarray, np.ndarray]:
+    """(cols, out): im2col(x, ..., ones_row=True) and cols.T @ weights.T, block by block.
+
+    `weights` is (F, C*KH*KW + 1), the bias as the last column; out is (OH*OW*N, F), i.e.
+    (OH, OW, N, F) memory. Each block of output rows is gathered and multiplied while its
+    columns are still in cache; the columns are kept whole for the weight gradient.
+    """
+    n, c, h, w = x.shape
+    oh = output_size(h, kernel[0], stride, pad[0])
+    ow = output_size(w, kernel[1], stride, pad[1])
+    xt = pixel_major(x, pad)
+    k = c * kernel[0] * kernel[1]
+    cols = np.empty((k + 1, oh * ow * n), dtype=x.dtype)
+    cols[k] = 1  # the bias's row of ones
+    out = np.empty((oh * ow * n, weights.shape[0]), dtype=x.dtype)
+    for rows in row_blocks(oh, (k + 1) * ow * n * x.itemsize):
+        block = cols[:, rows.start * ow * n : rows.stop * ow * n]
+        block[:k].reshape(c, *kernel, rows.stop - rows.start, ow, n)[...] = patches(
+            xt, kernel, stride, rows, ow
+        )
+        np.matmul(block.T, weights.T, out=out[rows.start * ow * n : rows.stop * ow * n])
+    return cols, out
+
+
+def gemm_col2im(
+    dout2: np.ndarray,
+    W2: np.ndarray,
+    x_shape: tuple[int, ...],
+    kernel: Pair,
+    stride: int = 1,
+    pad: Pair = (0, 0),
+) -> np.ndarray:
+    """col2im(W2.T @ dout2.T, ...) block by block: the input gradient of a convolution.
+
+    dout2 is (OH*OW*N, F) and W2 (F, C*KH*KW); each block's columns are summed into the
+    padded gradient while still in cache. Returns (N, C, H, W) over (C, H, W, N) memory.
+    """
+    n, c, h, w = x_shape
+    (kh, kw), (ph, pw) = kernel, pad
+    oh, ow = output_size(h, kh, stride, ph), output_size(w, kw, stride, pw)
+    dxp = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=dout2.dtype)
+    blocks = row_blocks(oh, W2.shape[1] * ow * n * dout2.itemsize)
+    buffer = np.empty((W2.shape[1], (blocks[0].stop - blocks[0].start) * ow * n), dout2.dtype)
+    for rows in blocks:
+        span = slice(rows.start * ow * n, rows.stop * ow * n)
+        dcols = buffer[:, : span.stop - span.start]
+        np.matmul(W2.T, dout2[span].T, out=dcols)
+        add_patches(dxp, dcols, kernel, stride, rows, ow)
+    return dxp.transpose(3, 0, 1, 2)[:, :, ph : ph + h, pw : pw + w]
 
 
 def col2im(
@@ -105,11 +197,6 @@ def col2im(
     n, c, h, w = x_shape
     (kh, kw), (ph, pw) = kernel, pad
     oh, ow = output_size(h, kh, stride, ph), output_size(w, kw, stride, pw)
-    # (C*KH*KW, OH*OW*N) -> (C, KH, KW, OH, OW, N), a view.
-    slabs = cols.reshape(c, kh, kw, oh, ow, n)
-    # (C, Hp, Wp, N) memory seen as (N, C, Hp, Wp).
-    dxp = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=cols.dtype).transpose(3, 0, 1, 2)
-    for _, i, j in offsets(kernel):
-        target = window(dxp, i, j, stride, (oh, ow))  # (N, C, OH, OW), same memory order
-        np.add(target, slabs[:, i, j].transpose(3, 0, 1, 2), out=target)
-    return dxp[:, :, ph : ph + h, pw : pw + w]
+    dxp = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=cols.dtype)
+    add_patches(dxp, cols, kernel, stride, slice(0, oh), ow)
+    return dxp.transpose(3, 0, 1, 2)[:, :, ph : ph + h, pw : pw + w]

@@ -1,12 +1,15 @@
 """2-D convolution on (N, C, H, W) batches, through im2col/col2im (pooling is in pool.py).
 
 Conv2D returns an (N, F, OH, OW) array whose memory is pixel-major (OH, OW, N, F): that is the
-layout its one GEMM produces, and reading it as NCHW is a free transpose. Elementwise layers
-after it keep the layout (NumPy allocates results in the input's stride order), and
+layout its GEMM produces, and reading it as NCHW is a free transpose. Elementwise layers and
+BatchNorm after it keep the layout (NumPy allocates results in the input's stride order), and
 MaxPool2D reads that layout fast and hands back a gradient in it (see pool.py), so the
 gradient reaching Conv2D.backward needs no copy to become the (OH*OW*N, F) GEMM operand. Any
 other layout still works, at the price of one copy.
-"""
+
+The GEMMs that write or read columns run a block of output rows at a time (im2col_gemm,
+gemm_col2im), so the columns are consumed while still in cache; the whole column matrix is
+still kept from forward to backward, for the weight gradient's single GEMM."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from ..errors import ConfigError
-from ..im2col import Pair, col2im, im2col, output_size
+from ..im2col import Pair, gemm_col2im, im2col_gemm, output_size
 from ..initializers import INITIALIZERS
 from .base import LAYERS, Layer, Shape
 from .image import check_fits, image_shape, pair, positive
@@ -89,9 +92,11 @@ class Conv2D(Layer):
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         n, _, h, w = x.shape
         self.x_shape = x.shape
-        # (C*KH*KW + 1, OH*OW*N): the extra row of ones carries the bias through the GEMM.
-        self.cols = im2col(x, self.kernel, self.stride, self.pad, ones_row=True)
-        out = self.cols.T @ self._weights_and_bias().T  # (OH*OW*N, F): the one GEMM
+        # cols (C*KH*KW + 1, OH*OW*N): the extra row of ones carries the bias through the GEMM,
+        # out (OH*OW*N, F); both computed a block of output rows at a time.
+        self.cols, out = im2col_gemm(
+            x, self._weights_and_bias(), self.kernel, self.stride, self.pad
+        )
         oh = output_size(h, self.kernel[0], self.stride, self.pad[0])
         ow = output_size(w, self.kernel[1], self.stride, self.pad[1])
         # (OH*OW*N, F) -> (OH, OW, N, F) -> (N, F, OH, OW): views, memory stays pixel-major.
@@ -113,8 +118,8 @@ class Conv2D(Layer):
         if self.skip_input_grad:
             return None
         W2 = self.params["W"].reshape(self.filters, -1)
-        dcols = W2.T @ dout2.T  # (C*KH*KW, OH*OW*N), pixel-major like the columns
-        return col2im(dcols, self.x_shape, self.kernel, self.stride, self.pad)
+        # col2im(W2.T @ dout2.T): the (C*KH*KW, OH*OW*N) column gradients, a block at a time.
+        return gemm_col2im(dout2, W2, self.x_shape, self.kernel, self.stride, self.pad)
 
     def __repr__(self) -> str:
         return (

@@ -1,14 +1,32 @@
-"""Batch normalization: per feature on (N, D) input, per channel on (N, C, H, W) input."""
+"""Batch normalization: per feature on (N, D) input, per channel on (N, C, H, W) input.
+
+BatchNorm works on a 2-D (M, C) view with the channels innermost: a pixel-major conv output
+(OH, OW, N, C memory, see conv.py) and a C-order (N, D) batch have one for free; any other
+layout is copied once into (N, H, W, C) order. The output and dx keep the layout the layer
+worked in, so a pixel-major conv output stays pixel-major for the max-pool after it.
+
+The passes over the data run in tiles of rows that stay in a core's cache (TILE_BYTES): a
+NumPy ufunc over a 10 MB array runs at memory speed (0.5 ns per float32 here), over a cached
+tile at 0.15-0.2 ns, so the 3-5 ufuncs a tile needs cost little more than reading it once.
+Tiles are viewed "wide", R rows of C channels as one row of R*C values against per-channel
+vectors tiled R times: a ufunc's inner loop then runs over thousands of values instead of C.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import ConfigError
 from .base import LAYERS, Layer, Shape
+
+# Bytes of one tile of rows. Measured on the cnn-deep preset's first BatchNorm (batch 100, one
+# thread), forward / backward: 128 KB tiles 5.5 / 6.9 ms, 512 KB 4.7 / 6.0, 1 MB 4.6 / 6.0.
+TILE_BYTES = 1 << 19
+# Wide rows hold up to this many values (R * C).
+WIDE_VALUES = 4096
 
 
 def _channel_matrix(a: np.ndarray) -> tuple[np.ndarray, str] | None:
@@ -17,6 +35,8 @@ def _channel_matrix(a: np.ndarray) -> tuple[np.ndarray, str] | None:
     outermost (channel-major); with einsum's name for it. None when there is no such view.
     """
     order = sorted(range(a.ndim), key=lambda axis: -abs(a.strides[axis]))  # outermost first
+    if a.shape[1] == 1:  # one channel: innermost in every layout (its stride means nothing)
+        order = [axis for axis in order if axis != 1] + [1]
     view = a.transpose(order)
     if not view.flags.c_contiguous:
         return None
@@ -51,6 +71,64 @@ def channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return channel_sum(a * b)
     axes = ma[1]
     return np.einsum(f"{axes},{axes}->c", ma[0], mb[0])
+
+
+def _channels_innermost(a: np.ndarray) -> np.ndarray:
+    """`a` itself when a 2-D (M, C) view with the channels innermost exists, else a copy of
+    (N, C, H, W) `a` in (N, H, W, C) memory order (a C-order copy of an (N, C) batch).
+    """
+    matrix = _channel_matrix(a)
+    if matrix is not None and matrix[1] == "mc":
+        return a
+    if a.ndim == 2:
+        return np.ascontiguousarray(a)
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def _like(a: np.ndarray, layout: np.ndarray) -> np.ndarray:
+    """`a` itself when its memory order matches `layout`'s, else a copy in that order."""
+    if a.strides == layout.strides:
+        return a
+    result = np.empty_like(layout, dtype=a.dtype)  # empty_like keeps layout's memory order
+    result[...] = a
+    return result
+
+
+def _wide(a: np.ndarray) -> np.ndarray:
+    """The (M, C) channel matrix of channels-innermost `a` as (M / R, R * C), R | M."""
+    rows = _channel_matrix(a)[0]  # type: ignore[index]  # a is channels-innermost
+    m, c = rows.shape
+    r = max(1, min(m, WIDE_VALUES // c))
+    while m % r:  # the largest R that divides M: one reshape, no remainder rows
+        r -= 1
+    return rows.reshape(m // r, r * c)
+
+
+def _tile_rows(wide: np.ndarray) -> int:
+    """Rows of `wide` per tile: about TILE_BYTES, at least one."""
+    return max(1, TILE_BYTES // (wide.shape[1] * wide.itemsize))
+
+
+def _tiles(wide: np.ndarray) -> Iterator[slice]:
+    """Slices of _tile_rows(wide) rows covering all of `wide`'s rows."""
+    step, rows = _tile_rows(wide), wide.shape[0]
+    for start in range(0, rows, step):
+        yield slice(start, min(start + step, rows))
+
+
+def _widen(v: np.ndarray, wide: np.ndarray) -> np.ndarray:
+    """A per-channel (C,) vector repeated along a wide row: (R * C,)."""
+    return np.tile(v, wide.shape[1] // v.size)
+
+
+def _per_channel(v: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """(C,) -> a shape that broadcasts against a: (C,) for (N, C), (C, 1, 1) for images."""
+    return v if a.ndim == 2 else v[:, None, None]
+
+
+def _narrow(v: np.ndarray, c: int) -> np.ndarray:
+    """The adjoint of _widen: (R * C,) partial sums -> (C,) per-channel sums."""
+    return v.reshape(-1, c).sum(axis=0)
 
 
 @LAYERS.register("batch_norm", aliases=("batchnorm1d", "batchnorm2d", "batch_normalization"))
@@ -93,35 +171,51 @@ class BatchNorm(Layer):
         self.buffers["running_var"] = np.ones(c, dtype=dtype)
         return input_shape
 
-    @staticmethod
-    def _per_channel(v: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """(C,) -> a shape that broadcasts against x: (C,) for (N, C), (C, 1, 1) for images."""
-        return v if x.ndim == 2 else v[:, None, None]
-
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
-        pc = self._per_channel
+        x = _channels_innermost(x)
+        xw = _wide(x)  # (M / R, R * C) view
+        c, one = x.shape[1], x.dtype.type(1)
         if train:
-            m = x.dtype.type(x.size // x.shape[1])
+            m = x.dtype.type(x.size // c)
             sums = channel_sum(x)
             if self.sync is not None:
                 total = self.sync(np.append(sums, m).astype(x.dtype))
                 sums, m = total[:-1], total[-1]
             mean = sums / m
-            xc = x - pc(mean, x)
-            var = channel_dot(xc, xc)
+            var = self._centered_squares(xw, _widen(mean, xw), c)
             var = (var if self.sync is None else self.sync(var)) / m
             self.m = m
             self._fold(mean, var)
         else:
-            var = self.buffers["running_var"]
-            xc = x - pc(self.buffers["running_mean"], x)
-        self.std = np.sqrt(var + x.dtype.type(self.eps))  # (C,)
-        self.batch_stats = train
-        self.xhat = xc
-        self.xhat /= pc(self.std, x)  # in place: xc is not needed any more
-        out = self.xhat * pc(self.params["gamma"], x)
-        out += pc(self.params["beta"], x)
+            mean, var = self.buffers["running_mean"], self.buffers["running_var"]
+        std = np.sqrt(var + x.dtype.type(self.eps))  # (C,)
+        # Kept for backward, which recomputes x - mean tile by tile from x itself (layers
+        # never write into their inputs): cheaper than storing a normalized copy.
+        self.x, self.mean, self.std, self.batch_stats = x, mean.copy(), std, train
+        out = np.empty_like(x)  # x's memory order, so _wide(out) matches xw row for row
+        ow = _wide(out)
+        mean_w, scale_w = _widen(mean, xw), _widen(self.params["gamma"] * (one / std), xw)
+        beta_w = _widen(self.params["beta"], xw)
+        for rows in _tiles(xw):
+            o = ow[rows]
+            np.subtract(xw[rows], mean_w, out=o)  # (x - mean) * gamma / std + beta
+            o *= scale_w
+            o += beta_w
         return out
+
+    @staticmethod
+    def _centered_squares(xw: np.ndarray, mean_w: np.ndarray, c: int) -> np.ndarray:
+        """Per-channel sum of (x - mean)^2 over wide `xw`: centred first, so no cancellation."""
+        work = np.empty_like(xw, shape=(min(xw.shape[0], _tile_rows(xw)), xw.shape[1]))
+        acc = np.zeros(xw.shape[1], dtype=xw.dtype)
+        for rows in _tiles(xw):
+            w = work[: rows.stop - rows.start]
+            np.subtract(xw[rows], mean_w, out=w)
+            np.square(w, out=w)
+            # Column sums of the cached tile, row after row of vector adds; NumPy's own loop,
+            # so the bits do not depend on the BLAS thread count.
+            acc += w.sum(axis=0)
+        return _narrow(acc, c)
 
     def _fold(self, mean: np.ndarray, var: np.ndarray) -> None:
         """Move the running statistics towards this batch's, in place."""
@@ -132,26 +226,53 @@ class BatchNorm(Layer):
             running += (1 - keep) * value
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        pc = self._per_channel
-        self.grads["beta"][...] = channel_sum(dout)
-        self.grads["gamma"][...] = channel_dot(dout, self.xhat)
+        x, c = self.x, self.x.shape[1]
+        dout = _like(dout, x)  # one copy unless dout is already in x's memory order
+        xw, dw = _wide(x), _wide(dout)
+        mean_w = _widen(self.mean, xw)
+        dbeta, dxc = self._gradient_sums(xw, dw, mean_w, c)
+        self.grads["beta"][...] = dbeta
+        self.grads["gamma"][...] = dxc / self.std  # sum(dout * xhat), xhat = (x - mean) / std
         scale = self.params["gamma"] / self.std  # (C,)
         if not self.batch_stats:
             # The running statistics are constants: the layer is affine in x.
-            return dout * pc(scale, dout)
+            return dout * _per_channel(scale, dout)
         # Backprop through mean and variance (m values per channel):
         # dx = gamma / std * (dout - (sum(dout) + xhat * sum(dout * xhat)) / m),
-        # evaluated as (xhat * a + dout + b) * gamma / std with per-channel a, b: four passes.
-        m = dout.dtype.type(dout.size // scale.size)
+        # evaluated per tile as ((x - mean) * q + dout + p) * gamma / std with per-channel
+        # q = -sum(dout * xhat) / (m * std) and p = -sum(dout) / m.
+        m = dout.dtype.type(dout.size // c)
         dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
         if self.sync is not None:  # the whole batch's sums; grads stay this rank's share
             total = self.sync(np.concatenate([dgamma, dbeta]))
-            dgamma, dbeta, m = total[: scale.size], total[scale.size :], self.m
-        dx = self.xhat * pc(-dgamma / m, dout)
-        dx += dout
-        dx += pc(-dbeta / m, dout)
-        dx *= pc(scale, dout)
+            dgamma, dbeta, m = total[:c], total[c:], self.m
+        q_w = _widen(-dgamma / (m * self.std), xw)
+        p_w, scale_w = _widen(-dbeta / m, xw), _widen(scale, xw)
+        dx = np.empty_like(x, dtype=dout.dtype)
+        dxw = _wide(dx)
+        for rows in _tiles(xw):
+            d = dxw[rows]
+            np.subtract(xw[rows], mean_w, out=d)
+            d *= q_w
+            d += dw[rows]
+            d += p_w
+            d *= scale_w
         return dx
+
+    @staticmethod
+    def _gradient_sums(
+        xw: np.ndarray, dw: np.ndarray, mean_w: np.ndarray, c: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel sum(dout) and sum(dout * (x - mean)), in one pass over both arrays."""
+        work = np.empty_like(xw, shape=(min(xw.shape[0], _tile_rows(xw)), xw.shape[1]))
+        dsum, dot = np.zeros(xw.shape[1], dtype=dw.dtype), np.zeros(xw.shape[1], dtype=dw.dtype)
+        for rows in _tiles(xw):
+            w, d = work[: rows.stop - rows.start], dw[rows]
+            dsum += d.sum(axis=0)
+            np.subtract(xw[rows], mean_w, out=w)
+            w *= d
+            dot += w.sum(axis=0)
+        return _narrow(dsum, c), _narrow(dot, c)
 
     def __repr__(self) -> str:
         return f"BatchNorm(momentum={self.momentum}, eps={self.eps})"
