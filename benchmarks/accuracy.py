@@ -129,6 +129,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also train each preset's twin in PyTorch (needs torch, not a dependency)",
     )
     parser.add_argument(
+        "--reuse-bptrain",
+        action="store_true",
+        help="with --compare-torch: keep a preset's recorded bptrain run when src/ is unchanged "
+        "since it was made, and only train its PyTorch twin",
+    )
+    parser.add_argument(
         "--seed-gap",
         type=float,
         default=0.3,
@@ -590,10 +596,42 @@ def readme_section(folder: Path = RESULTS) -> str:
     return "\n".join(parts).rstrip()
 
 
+def recorded_run(name: str, dataset: str, args) -> dict | None:
+    """The preset's run in the result file, when it was made by this code and these options."""
+    if args.overrides:
+        return None
+    runs = load_results(dataset, Path(args.results) if args.results else RESULTS).get("runs", [])
+    found = next((r for r in runs if r["preset"] == name and "error" not in r), None)
+    if found is None or not same_engine(found.get("code")):
+        return None  # no run, or one made by other code: train it again
+    return found
+
+
+def same_engine(code: str | None) -> bool:
+    """True when src/ now is what it was at commit `code` (a clean one, not '+changes')."""
+    if (
+        not code
+        or code.endswith("+changes")
+        or source_version() in (None,)
+        or (source_version() or "").endswith("+changes")
+    ):
+        return False
+    diff = ["git", "-C", str(ROOT), "diff", "--quiet", code, "HEAD", "--", "src"]
+    return subprocess.run(diff, capture_output=True, check=False).returncode == 0
+
+
 def bench_preset(name: str, dataset: str, args, data: list[str], env: dict, tmp: Path) -> dict:
     """The preset's run, its twin's with --compare-torch, and seeds 0-2 when they are close."""
     out = tmp / f"{name}-{dataset}.npz"
-    result = run_preset(name, dataset, args.overrides, data, env, out)
+    recorded = recorded_run(name, dataset, args) if args.reuse_bptrain else None
+    if recorded is not None:  # the preset's recorded run stands; only its twin trains now
+        print(
+            f"\n== {name} on {dataset}: bptrain's recorded run ({recorded['when']})",
+            file=sys.stderr,
+        )
+        result = {k: v for k, v in recorded.items() if k not in ("when", "torch", "seeds")}
+    else:
+        result = run_preset(name, dataset, args.overrides, data, env, out)
     if not args.compare_torch:
         _say("its own seed", result)
         return result
