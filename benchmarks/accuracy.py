@@ -609,12 +609,8 @@ def recorded_run(name: str, dataset: str, args) -> dict | None:
 
 def same_engine(code: str | None) -> bool:
     """True when src/ now is what it was at commit `code` (a clean one, not '+changes')."""
-    if (
-        not code
-        or code.endswith("+changes")
-        or source_version() in (None,)
-        or (source_version() or "").endswith("+changes")
-    ):
+    now = source_version()
+    if not code or code.endswith("+changes") or now is None or now.endswith("+changes"):
         return False
     diff = ["git", "-C", str(ROOT), "diff", "--quiet", code, "HEAD", "--", "src"]
     return subprocess.run(diff, capture_output=True, check=False).returncode == 0
