@@ -1,7 +1,7 @@
 """Speed benchmark: bptrain's training epochs against PyTorch eager and against its own GEMMs.
 
     make bench                 # or: python benchmarks/speed.py [--repeats 5] [--no-readme]
-    make bench ARGS="--threads 1 --no-readme"    # 1 BLAS/PyTorch thread
+    make bench ARGS="--threads 1 --no-readme"    # 1 BLAS/PyTorch thread only (default: 1 and 2)
 
 Times one training epoch (batch 100, float32) of each network below, median of --repeats runs,
 with bptrain's real network, optimizer, metrics and a progress bar (drawn to /dev/null);
@@ -9,9 +9,9 @@ evaluation throughput; loading the dataset from the cache; peak memory of a full
 run. When PyTorch is installed (not a dependency: `pip install torch==2.13.0`), the same networks
 run in PyTorch eager in the same process and the table shows bptrain time / PyTorch time.
 Uses the real Fashion-MNIST beside the repository when present, random data of the same shape
-otherwise. BLAS threads are whatever the environment sets (OPENBLAS_NUM_THREADS, ...) unless
---threads N sets them (NumPy's BLAS through threadpoolctl, and torch.set_num_threads(N)); the
-JSON records the count either way.
+otherwise. `--threads 1,2` (the default) times every network at each thread count in turn
+(NumPy's BLAS through threadpoolctl, torch.set_num_threads), one table per count; 0 keeps the
+environment's (OPENBLAS_NUM_THREADS, ...). The JSON records the count of each pass.
 """
 
 from __future__ import annotations
@@ -408,41 +408,61 @@ def _f(value, digits: int = 3, thousands: bool = False) -> str:
     return f"{value:,.{digits}f}" if thousands else f"{value:.{digits}f}"
 
 
+def set_threads(count: int) -> None:
+    """BLAS (threadpoolctl, and the env for child processes) and PyTorch threads; 0: leave."""
+    if count <= 0:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=count)  # applies at once, until the next call
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(count)
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(count)
+
+
+def time_pass(names: str | None, data, repeats: int) -> list[Bench]:
+    """Every network timed once in bptrain, PyTorch and as bare GEMMs, at the current threads."""
+    rows = [b for b in benches() if not names or names in b.name]
+    for b in rows:
+        b.results["bptrain"] = time_bptrain(b, data, repeats)
+        b.results["torch"] = time_torch(b, data, repeats)
+        b.results["gemm_seconds"] = time_gemms(b, data, repeats)
+        print(
+            f"{blas_threads()} thread(s), {b.name}: {b.results['bptrain']['seconds']:.3f} s, "
+            f"torch {_f((b.results['torch'] or {}).get('seconds'))} s",
+            file=sys.stderr,
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
     parser.add_argument("--only", help="time only networks whose name contains this")
     parser.add_argument(
-        "--threads", type=int, help="BLAS and PyTorch threads (default: the environment's)"
+        "--threads",
+        default="1,2",
+        help="comma-separated BLAS and PyTorch thread counts, one table each (default 1,2; "
+        "0 keeps the environment's)",
     )
     args = parser.parse_args()
-    if args.threads is not None:
-        from threadpoolctl import threadpool_limits
-
-        # Applies at once and for the rest of the run; the memory run's children read the env.
-        threadpool_limits(limits=args.threads)
-        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
-        if importlib.util.find_spec("torch") is not None:
-            import torch
-
-            torch.set_num_threads(args.threads)
+    counts = [int(c) for c in args.threads.split(",") if c.strip()]
+    set_threads(counts[0])
     # Memory first, before this process imports torch or loads data (see peak_mib).
     memory = measure_memory(importlib.util.find_spec("torch") is not None)
     source, data = mnist_shaped()
     print(f"data: {source}", file=sys.stderr)
-    rows = [b for b in benches() if not args.only or args.only in b.name]
-    for b in rows:
-        b.results["bptrain"] = time_bptrain(b, data, args.repeats)
-        b.results["torch"] = time_torch(b, data, args.repeats)
-        b.results["gemm_seconds"] = time_gemms(b, data, args.repeats)
-        print(
-            f"{b.name}: {b.results['bptrain']['seconds']:.3f} s, torch "
-            f"{_f((b.results['torch'] or {}).get('seconds'))} s",
-            file=sys.stderr,
-        )
     extra = {"load_seconds": time_loading(args.repeats), "memory": memory}
-    report = table(rows, extra)
+    passes = []
+    for count in counts:
+        set_threads(count)
+        passes.append((blas_threads(), time_pass(args.only, data, args.repeats)))
+    report = "\n\n".join(
+        f"{threads} BLAS and PyTorch thread(s):\n\n{table(rows, extra)}" for threads, rows in passes
+    )
     print(report)
     write_json(
         "speed",
@@ -451,10 +471,15 @@ def main() -> None:
             "data": source,
             "machine": machine(),
             "repeats": args.repeats,
-            "threads": blas_threads(),
-            "networks": {
-                b.name: b.results | {"target": b.target, "samples": b.samples} for b in rows
-            },
+            "passes": [
+                {
+                    "threads": threads,
+                    "networks": {
+                        b.name: b.results | {"target": b.target, "samples": b.samples} for b in rows
+                    },
+                }
+                for threads, rows in passes
+            ],
             **extra,
         },
     )

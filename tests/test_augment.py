@@ -83,6 +83,14 @@ def test_digits_are_never_flipped_and_fashion_is():
     assert augment.build([{"type": "hflip", "force": True}], "idx") is not None
 
 
+def test_not_on_leaves_a_transform_out_on_the_datasets_it_names():
+    specs = [{"type": "shift", "not_on": ["fashion-mnist"]}, {"type": "hflip"}]
+    assert [t.name for t in augment.build(specs, "fashion-mnist").transforms] == ["hflip"]
+    assert [t.name for t in augment.build(specs, "mnist").transforms] == ["shift"]
+    flip_not_on = [{"type": "hflip", "force": True, "not_on": ["idx"]}]
+    assert augment.build(flip_not_on, "idx") is None
+
+
 def test_no_transforms_means_no_augmenter():
     assert augment.build([], "mnist") is None
 
@@ -140,6 +148,10 @@ def test_a_hflip_on_digits_is_noted_on_stderr(tmp_path, idx_folder):
         ([{"type": "shift", "padding": 2}], "did you mean 'pixels'?"),
         ([{"type": "shift", "pixels": -1}], "data.augment[0].pixels: must be an integer >= 1"),
         ({"type": "shift"}, "data.augment: expected list"),
+        (
+            [{"type": "shift", "not_on": ["fashion"]}],
+            "data.augment[0].not_on: unknown dataset 'fashion'",
+        ),
     ],
 )
 def test_bad_augment_specs_are_exit_2_with_the_line(tmp_path, idx_folder, specs, needle):
