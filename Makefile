@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup train test test-slow lint bench bench-mpi accuracy clean
+.PHONY: all setup train test test-slow lint bench bench-mpi accuracy speedrun clean
 
 all: test
 
@@ -40,6 +40,10 @@ bench-mpi: $(STAMP)
 
 accuracy: $(STAMP)
 	$(BIN)/python benchmarks/accuracy.py $(ARGS)
+
+# The speedrun claim: seeds 0-4 of `bptrain train speedrun`, one after the other, one thread.
+speedrun: $(STAMP)
+	$(BIN)/python benchmarks/speedrun.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache
