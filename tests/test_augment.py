@@ -91,6 +91,55 @@ def test_not_on_leaves_a_transform_out_on_the_datasets_it_names():
     assert augment.build(flip_not_on, "idx") is None
 
 
+def test_only_on_keeps_a_transform_to_the_datasets_it_names():
+    specs = [{"type": "erase", "only_on": ["fashion-mnist"]}, {"type": "shift"}]
+    assert [t.name for t in augment.build(specs, "fashion-mnist").transforms] == ["erase", "shift"]
+    assert [t.name for t in augment.build(specs, "mnist").transforms] == ["shift"]
+    assert [t.name for t in augment.build(specs, "idx").transforms] == ["shift"]
+
+
+def _erased_boxes(x, out):
+    """Per image: None when untouched, else (top, left, height, width) of the changed pixels."""
+    boxes = []
+    for i in range(len(x)):
+        changed = np.argwhere((out[i] != x[i]).any(axis=0))
+        if len(changed) == 0:
+            boxes.append(None)
+            continue
+        (top, left), (bottom, right) = changed.min(axis=0), changed.max(axis=0)
+        boxes.append((top, left, bottom - top + 1, right - left + 1))
+    return boxes
+
+
+def test_erase_fills_one_rectangle_of_about_half_the_images():
+    x = _batch(n=400, c=2, h=20, w=24) + 0.01  # no zeros: every erased pixel is visible
+    before = x.copy()
+    out = augment.Erase(p=0.5, area=[0.05, 0.3], aspect=0.5)(x, np.random.default_rng(4))
+    assert out.shape == x.shape and out.dtype == np.float32 and np.array_equal(x, before)
+    boxes = _erased_boxes(x, out)
+    erased = [(i, b) for i, b in enumerate(boxes) if b is not None]
+    assert 150 < len(erased) < 250
+    for i, (top, left, h, w) in erased:
+        box = out[i, :, top : top + h, left : left + w]
+        assert np.all(box == 0)  # the whole bounding box is filled: one solid rectangle
+        rest = out[i].copy()
+        rest[:, top : top + h, left : left + w] = x[i, :, top : top + h, left : left + w]
+        assert np.array_equal(rest, x[i])  # and nothing outside it changed
+        # Area within bounds, up to rounding of each side to whole pixels.
+        assert 0.05 * 480 * 0.6 <= h * w <= 0.3 * 480 * 1.5
+        assert 0.5 / 1.6 <= h / w <= 1.6 / 0.5
+
+
+def test_erase_is_seeded_and_fills_with_its_fill_value():
+    x = _batch()
+    a = augment.Erase(p=1.0, fill=0.5)(x, np.random.default_rng(8))
+    b = augment.Erase(p=1.0, fill=0.5)(x, np.random.default_rng(8))
+    c = augment.Erase(p=1.0, fill=0.5)(x, np.random.default_rng(9))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert all(box is not None for box in _erased_boxes(x, a))  # p=1: every image
+    assert np.all(a[a != x] == 0.5)
+
+
 def test_no_transforms_means_no_augmenter():
     assert augment.build([], "mnist") is None
 
@@ -100,6 +149,10 @@ def test_bad_values_are_config_errors():
         augment.Shift(pixels=0)
     with pytest.raises(ConfigError, match=r"\(0, 1\]"):
         augment.HorizontalFlip(p=0)
+    with pytest.raises(ConfigError, match="low <= high"):
+        augment.Erase(area=[0.5, 0.1])
+    with pytest.raises(ConfigError, match="dataset names"):
+        augment.Erase(only_on="mnist")
     with pytest.raises(ConfigError, match="works on images"):
         augment.Shift(1)(np.zeros((4, 784), np.float32), np.random.default_rng(0))
 
@@ -151,6 +204,10 @@ def test_a_hflip_on_digits_is_noted_on_stderr(tmp_path, idx_folder):
         (
             [{"type": "shift", "not_on": ["fashion"]}],
             "data.augment[0].not_on: unknown dataset 'fashion'",
+        ),
+        (
+            [{"type": "erase", "only_on": ["fasion-mnist"]}],
+            "data.augment[0].only_on: unknown dataset 'fasion-mnist'",
         ),
     ],
 )

@@ -103,7 +103,11 @@ def _validation_rows(ckpt):
 
 def test_resume_with_augmentation_and_ema_is_exact(tmp_path, idx_folder):
     config = _ema_config(idx_folder, epochs=3)
-    config["data"]["augment"] = [{"type": "shift", "pixels": 2}, {"type": "hflip", "force": True}]
+    config["data"]["augment"] = [
+        {"type": "shift", "pixels": 2},
+        {"type": "hflip", "force": True},
+        {"type": "erase"},
+    ]
     config["model"]["layers"].insert(4, {"type": "dropout", "rate": 0.3})
     path = write_config(tmp_path / "aug.yaml", config)
     full = records(invoke("train", path, "--out", tmp_path / "full.npz").stdout)

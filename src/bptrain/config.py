@@ -359,15 +359,16 @@ def _check_parts(raw: Mapping[str, Any], parts: Parts) -> list[ConfigError]:
     if isinstance(augment, list) and parts.augmentations is not None:
         for i, spec in enumerate(augment):
             errors += _check_spec(parts.augmentations, spec, f"data.augment[{i}]")
-            not_on = spec.get("not_on") if isinstance(spec, Mapping) else None
-            errors += [
-                unknown_name_error(
-                    "dataset", name, parts.datasets, f"data.augment[{i}].not_on",
-                    parts.dataset_aliases,
-                )
-                for name in (not_on if isinstance(not_on, list) else [])
-                if isinstance(name, str) and name not in parts.datasets
-            ]  # fmt: skip
+            for key in ("not_on", "only_on"):
+                names = spec.get(key) if isinstance(spec, Mapping) else None
+                errors += [
+                    unknown_name_error(
+                        "dataset", name, parts.datasets, f"data.augment[{i}].{key}",
+                        parts.dataset_aliases,
+                    )
+                    for name in (names if isinstance(names, list) else [])
+                    if isinstance(name, str) and name not in parts.datasets
+                ]  # fmt: skip
     dataset = data.get("dataset") if isinstance(data, Mapping) else None
     if isinstance(dataset, str) and dataset not in parts.datasets:
         errors.append(
