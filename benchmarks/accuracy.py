@@ -24,8 +24,10 @@ init, optimizer, schedule, batch size, epochs, validation split and data, augmen
 smoothing, weight averaging and restore-best rule), also in a subprocess with one thread, and
 adds its test accuracy and wall time to the table and the JSON. Where bptrain and PyTorch are
 less than --seed-gap (0.3) points apart, seeds 0, 1 and 2 of both run and the table gives their
-mean and min-max range. PyTorch is not a dependency: without it --compare-torch exits 2 and
-names the install line.
+mean and min-max range. `--compare-torch --add-seeds` completes a recorded table: each
+preset's recorded run and twin stay, only the missing seeds train, and the spread keeps the
+code and date of its own runs (the README names them). PyTorch is not a dependency: without
+it --compare-torch exits 2 and names the install line.
 
 --set KEY=VALUE passes an override to every run (bptrain and the twin). Runs with overrides
 are not the presets' own: unless --results names a folder, nothing is written to
@@ -135,6 +137,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "since it was made, and only train its PyTorch twin",
     )
     parser.add_argument(
+        "--add-seeds",
+        action="store_true",
+        help="with --compare-torch: keep each preset's recorded run and its twin's (whatever "
+        "code made them) and only train the missing seeds 0, 1, 2 of both, when the recorded "
+        "gap is under --seed-gap; the spread records the code and date of its own runs",
+    )
+    parser.add_argument(
         "--seed-gap",
         type=float,
         default=0.3,
@@ -153,6 +162,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train nothing: rebuild the README section from benchmarks/results",
     )
     args = parser.parse_args(argv)
+    if args.add_seeds and (not args.compare_torch or args.reuse_bptrain or args.overrides):
+        parser.error("--add-seeds needs --compare-torch, and neither --reuse-bptrain nor --set")
     if args.data_dir is not None and args.dataset is None:
         parser.error("--data-dir is one dataset's folder: give --dataset too")
     return args
@@ -411,7 +422,7 @@ def save_results(dataset: str, fresh: list[dict], threads: int, folder: Path = R
     runs = {r["preset"]: r for r in old.get("runs", [])}
     when = time.strftime("%Y-%m-%d %H:%M:%S")
     for result in fresh:
-        runs[result["preset"]] = {**result, "when": when}
+        runs[result["preset"]] = {"when": when, **result}  # a kept record keeps its date
     ordered = sorted(runs.values(), key=lambda r: _rank(r["preset"]))
     payload = {
         "dataset": dataset,
@@ -546,6 +557,14 @@ def _torch_note(payload: dict) -> str | None:
             f"Where bptrain and PyTorch were under {gap} points apart, seeds {seeds} of both "
             f"ran: their mean test accuracy and {SPREAD} range."
         )
+        added = [
+            f"`{r['preset']}`'s seeds other than its own on {r['seeds']['when']} at commit "
+            f"{r['seeds']['code']}"
+            for r in runs
+            if "code" in r.get("seeds", {})
+        ]
+        if added:  # --add-seeds: the preset's own seed ran earlier, the others later
+            seed_text += f" Added to a recorded run (--add-seeds): {'; '.join(added)}."
     else:
         seed_text = f"No preset came within {gap} points of PyTorch: one seed each."
     return (
@@ -616,8 +635,36 @@ def same_engine(code: str | None) -> bool:
     return subprocess.run(diff, capture_output=True, check=False).returncode == 0
 
 
+def add_seeds(name: str, dataset: str, args, data: list[str], env: dict, tmp: Path) -> dict:
+    """--add-seeds: the recorded run and twin of the preset, with seeds 0-2 added when close."""
+    folder = Path(args.results) if args.results else RESULTS
+    runs = load_results(dataset, folder).get("runs", [])
+    recorded = next((r for r in runs if r["preset"] == name), None)
+    if recorded is None or "error" in recorded or "test_accuracy" not in recorded.get("torch", {}):
+        sys.exit(f"--add-seeds: {name} on {dataset} has no recorded run with a PyTorch twin")
+    result = dict(recorded)  # its date too: only the seeds are new
+    if "seeds" in result and "error" not in result["seeds"]:
+        print(f"\n== {name} on {dataset}: its seeds are recorded already", file=sys.stderr)
+        return recorded  # keeps its date
+    gap = 100 * (result["test_accuracy"] - result["torch"]["test_accuracy"])
+    if abs(gap) >= args.seed_gap:
+        print(f"\n== {name} on {dataset}: {gap:+.2f} points, no seeds needed", file=sys.stderr)
+        return recorded
+    print(
+        f"\n== {name} on {dataset}: recorded run of {recorded.get('when')} (code "
+        f"{recorded.get('code')}) kept; seeds {', '.join(map(str, SEEDS))} added",
+        file=sys.stderr,
+    )
+    seeds = run_seeds(result, [], data, env, args, tmp / f"{name}-{dataset}.npz")
+    result["seeds"] = {**seeds, "code": source_version(), "when": time.strftime("%Y-%m-%d")}
+    result["seed_gap"] = args.seed_gap
+    return result
+
+
 def bench_preset(name: str, dataset: str, args, data: list[str], env: dict, tmp: Path) -> dict:
     """The preset's run, its twin's with --compare-torch, and seeds 0-2 when they are close."""
+    if args.add_seeds:
+        return add_seeds(name, dataset, args, data, env, tmp)
     out = tmp / f"{name}-{dataset}.npz"
     recorded = recorded_run(name, dataset, args) if args.reuse_bptrain else None
     if recorded is not None:  # the preset's recorded run stands; only its twin trains now
