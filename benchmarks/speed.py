@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bptrain import threads
 from bptrain.config import load_config
 from bptrain.network import Network
 from bptrain.optimizers import OPTIMIZERS
@@ -410,14 +409,12 @@ def _f(value, digits: int = 3, thousands: bool = False) -> str:
 
 
 def set_threads(count: int) -> None:
-    """BLAS (threadpoolctl, and the env for child processes), bptrain's elementwise threads and
-    PyTorch threads; 0: leave."""
+    """BLAS (threadpoolctl, and the env for child processes) and PyTorch threads; 0: leave."""
     if count <= 0:
         return
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=count)  # applies at once, until the next call
-    threads.set_workers(count)  # bptrain's elementwise passes follow BLAS's count
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(count)
     if importlib.util.find_spec("torch") is not None:
         import torch

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from . import augment, checkpoint, outfile
-from . import threads as elementwise_threads
 from .averaging import WeightAverage
 from .checkpoint import Checkpoint, RunInfo
 from .config import Config, LoadedConfig, load_config, parse_override
@@ -223,14 +222,13 @@ def resume(ckpt: Checkpoint, run: Run) -> None:
 
 @contextlib.contextmanager
 def blas_threads(threads: int | None) -> Iterator[None]:
-    """Limit BLAS (and OpenMP) threads, and the threads bptrain's own elementwise work runs on
-    (threads.py), for the duration; None leaves them as they are."""
+    """Limit BLAS (and OpenMP) threads for the duration; None leaves them as they are."""
     if threads is None:
         yield
         return
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    with threadpool_limits(limits=threads), elementwise_threads.limit(threads):
+    with threadpool_limits(limits=threads):
         counts = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
         log.debug(f"BLAS threads: {', '.join(map(str, counts)) or 'no BLAS library found'}")
         yield

@@ -24,8 +24,6 @@ from collections.abc import Iterator
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import threads
-
 Pair = tuple[int, int]
 
 
@@ -57,8 +55,7 @@ def pixel_major(x: np.ndarray, pad: Pair) -> np.ndarray:
     ph, pw = pad
     shape = (c, h + 2 * ph, w + 2 * pw, n)
     xt = np.zeros(shape, dtype=x.dtype) if ph or pw else np.empty(shape, dtype=x.dtype)
-    # (N, C, H, W) -> (C, H, W, N), channels split over the threads
-    threads.copy(xt[:, ph : ph + h, pw : pw + w, :], x.transpose(1, 2, 3, 0))
+    xt[:, ph : ph + h, pw : pw + w, :] = x.transpose(1, 2, 3, 0)  # (N, C, H, W) -> (C, H, W, N)
     return xt
 
 
@@ -99,17 +96,11 @@ def add_patches(
     r = rows.stop - rows.start
     slabs = cols.reshape(c, *kernel, r, ow, n)  # a view
     top = rows.start * stride
-
-    def add(channel_parts: list[slice]) -> None:
-        # Kernel offsets overlap in dxp, channels do not: each thread sums its channels.
-        for part in channel_parts:
-            for _, i, j in offsets(kernel):
-                # Runs of OW*N contiguous values when stride is 1 (N values otherwise).
-                target = dxp[part, top + i : top + i + stride * (r - 1) + 1 : stride]
-                target = target[:, :, j : j + stride * (ow - 1) + 1 : stride]
-                np.add(target, slabs[part, i, j], out=target)
-
-    threads.spread(add, threads.parts(c))
+    for _, i, j in offsets(kernel):
+        # Runs of OW*N contiguous values when stride is 1 (N values otherwise).
+        target = dxp[:, top + i : top + i + stride * (r - 1) + 1 : stride]
+        target = target[:, :, j : j + stride * (ow - 1) + 1 : stride]
+        np.add(target, slabs[:, i, j], out=target)
 
 
 def im2col(
@@ -156,9 +147,8 @@ def im2col_gemm(
     out = np.empty((oh * ow * n, weights.shape[0]), dtype=x.dtype)
     for rows in row_blocks(oh, (k + 1) * ow * n * x.itemsize):
         block = cols[:, rows.start * ow * n : rows.stop * ow * n]
-        threads.copy(  # the gather, split over the threads by channel (kernel row if C = 1)
-            block[:k].reshape(c, *kernel, rows.stop - rows.start, ow, n),
-            patches(xt, kernel, stride, rows, ow),
+        block[:k].reshape(c, *kernel, rows.stop - rows.start, ow, n)[...] = patches(
+            xt, kernel, stride, rows, ow
         )
         np.matmul(block.T, weights.T, out=out[rows.start * ow * n : rows.stop * ow * n])
     return cols, out

@@ -17,12 +17,10 @@ arrays are created like the parameter, so float32 training keeps float32 state.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from . import threads
 from .errors import ConfigError
 from .registry import Registry
 
@@ -89,7 +87,7 @@ class Optimizer:
         self.clip_norm = None if clip_norm is None else float(clip_norm)
         self.state: dict[str, np.ndarray] = {}
         self.steps = 0
-        self._work: dict[tuple[np.dtype, int], np.ndarray] = {}  # scratch for `step`; not state
+        self._work: dict[np.dtype, np.ndarray] = {}  # scratch for `step`; not state
 
     def update(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
         """Apply one step to every parameter (after clipping, with weight decay)."""
@@ -105,15 +103,8 @@ class Optimizer:
     def update_one(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
         """Run `step` over the parameter, its gradient and its state, block by block."""
         state = [self.slot(name, slot, param) for slot in self.slots]
-
-        def run(blocks: list[list[Array]]) -> None:
-            for block in blocks:
-                self.step(block[0], block[1], block[2:], self._scratch(block[0]))
-
-        # The blocks are disjoint and each one's update is elementwise: on several threads the
-        # result is bit-identical to one thread's (the cnn preset's 432,000-weight affine is
-        # 7 blocks).
-        threads.spread(run, list(_blocks(param, grad, *state)))
+        for block in _blocks(param, grad, *state):
+            self.step(block[0], block[1], block[2:], self._scratch(block[0]))
 
     def step(self, param: Array, grad: Array, state: list[Array], scratch: Scratch) -> None:
         """Update one block of `param` (and its `state`) in place; `scratch` is free to use."""
@@ -123,10 +114,9 @@ class Optimizer:
         """Two work arrays shaped like `like`: views of one reused buffer when a block fits."""
         if like.ndim != 1 or like.size > BLOCK:
             return np.empty_like(like), np.empty_like(like)
-        key = (like.dtype, threading.get_ident())  # one buffer per thread that runs `step`
-        work = self._work.get(key)
+        work = self._work.get(like.dtype)
         if work is None:
-            work = self._work[key] = np.empty((2, BLOCK), dtype=like.dtype)
+            work = self._work[like.dtype] = np.empty((2, BLOCK), dtype=like.dtype)
         return work[0, : like.size], work[1, : like.size]
 
     def slot(self, name: str, slot: str, like: np.ndarray) -> np.ndarray:

@@ -14,12 +14,11 @@ vectors tiled R times: a ufunc's inner loop then runs over thousands of values i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .. import threads
 from ..errors import ConfigError
 from .base import LAYERS, Layer, Shape
 
@@ -110,25 +109,11 @@ def _tile_rows(wide: np.ndarray) -> int:
     return max(1, TILE_BYTES // (wide.shape[1] * wide.itemsize))
 
 
-def _tiles(wide: np.ndarray) -> list[slice]:
-    """Slices of _tile_rows(wide) rows covering all of `wide`'s rows. The passes over them run
-    on every thread BLAS has (threads.spread): each tile is written by one thread only."""
+def _tiles(wide: np.ndarray) -> Iterator[slice]:
+    """Slices of _tile_rows(wide) rows covering all of `wide`'s rows."""
     step, rows = _tile_rows(wide), wide.shape[0]
-    return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
-
-
-def _tile_work(wide: np.ndarray) -> np.ndarray:
-    """Scratch for one tile of `wide` (a thread's, reused across its tiles)."""
-    return np.empty_like(wide, shape=(min(wide.shape[0], _tile_rows(wide)), wide.shape[1]))
-
-
-def _in_order_sum(partial: np.ndarray) -> np.ndarray:
-    """The sum of per-tile rows, added in tile order whatever thread computed each: the
-    same bits on any thread count (and as the one-thread loop that accumulated them)."""
-    total = np.zeros(partial.shape[1], dtype=partial.dtype)
-    for row in partial:
-        total += row
-    return total
+    for start in range(0, rows, step):
+        yield slice(start, min(start + step, rows))
 
 
 def _widen(v: np.ndarray, wide: np.ndarray) -> np.ndarray:
@@ -211,35 +196,26 @@ class BatchNorm(Layer):
         ow = _wide(out)
         mean_w, scale_w = _widen(mean, xw), _widen(self.params["gamma"] * (one / std), xw)
         beta_w = _widen(self.params["beta"], xw)
-
-        def normalize(tiles: list[slice]) -> None:
-            for rows in tiles:
-                o = ow[rows]
-                np.subtract(xw[rows], mean_w, out=o)  # (x - mean) * gamma / std + beta
-                o *= scale_w
-                o += beta_w
-
-        threads.spread(normalize, _tiles(xw))
+        for rows in _tiles(xw):
+            o = ow[rows]
+            np.subtract(xw[rows], mean_w, out=o)  # (x - mean) * gamma / std + beta
+            o *= scale_w
+            o += beta_w
         return out
 
     @staticmethod
     def _centered_squares(xw: np.ndarray, mean_w: np.ndarray, c: int) -> np.ndarray:
         """Per-channel sum of (x - mean)^2 over wide `xw`: centred first, so no cancellation."""
-        tiles = _tiles(xw)
-        partial = np.empty((len(tiles), xw.shape[1]), dtype=xw.dtype)  # one row per tile
-
-        def squares(share: list[tuple[int, slice]]) -> None:
-            work = _tile_work(xw)
-            for i, rows in share:
-                w = work[: rows.stop - rows.start]
-                np.subtract(xw[rows], mean_w, out=w)
-                np.square(w, out=w)
-                # Column sums of the cached tile, row after row of vector adds; NumPy's own
-                # loop, so the bits do not depend on the BLAS thread count.
-                np.sum(w, axis=0, out=partial[i])
-
-        threads.spread(squares, list(enumerate(tiles)))
-        return _narrow(_in_order_sum(partial), c)
+        work = np.empty_like(xw, shape=(min(xw.shape[0], _tile_rows(xw)), xw.shape[1]))
+        acc = np.zeros(xw.shape[1], dtype=xw.dtype)
+        for rows in _tiles(xw):
+            w = work[: rows.stop - rows.start]
+            np.subtract(xw[rows], mean_w, out=w)
+            np.square(w, out=w)
+            # Column sums of the cached tile, row after row of vector adds; NumPy's own loop,
+            # so the bits do not depend on the BLAS thread count.
+            acc += w.sum(axis=0)
+        return _narrow(acc, c)
 
     def _fold(self, mean: np.ndarray, var: np.ndarray) -> None:
         """Move the running statistics towards this batch's, in place."""
@@ -274,17 +250,13 @@ class BatchNorm(Layer):
         p_w, scale_w = _widen(-dbeta / m, xw), _widen(scale, xw)
         dx = np.empty_like(x, dtype=dout.dtype)
         dxw = _wide(dx)
-
-        def input_gradient(tiles: list[slice]) -> None:
-            for rows in tiles:
-                d = dxw[rows]
-                np.subtract(xw[rows], mean_w, out=d)
-                d *= q_w
-                d += dw[rows]
-                d += p_w
-                d *= scale_w
-
-        threads.spread(input_gradient, _tiles(xw))
+        for rows in _tiles(xw):
+            d = dxw[rows]
+            np.subtract(xw[rows], mean_w, out=d)
+            d *= q_w
+            d += dw[rows]
+            d += p_w
+            d *= scale_w
         return dx
 
     @staticmethod
@@ -292,21 +264,15 @@ class BatchNorm(Layer):
         xw: np.ndarray, dw: np.ndarray, mean_w: np.ndarray, c: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel sum(dout) and sum(dout * (x - mean)), in one pass over both arrays."""
-        tiles = _tiles(xw)
-        # Per tile: row 0 its sum(dout), row 1 its sum(dout * (x - mean)).
-        partial = np.empty((2, len(tiles), xw.shape[1]), dtype=dw.dtype)
-
-        def sums(share: list[tuple[int, slice]]) -> None:
-            work = _tile_work(xw)
-            for i, rows in share:
-                w, d = work[: rows.stop - rows.start], dw[rows]
-                np.sum(d, axis=0, out=partial[0, i])
-                np.subtract(xw[rows], mean_w, out=w)
-                w *= d
-                np.sum(w, axis=0, out=partial[1, i])
-
-        threads.spread(sums, list(enumerate(tiles)))
-        return _narrow(_in_order_sum(partial[0]), c), _narrow(_in_order_sum(partial[1]), c)
+        work = np.empty_like(xw, shape=(min(xw.shape[0], _tile_rows(xw)), xw.shape[1]))
+        dsum, dot = np.zeros(xw.shape[1], dtype=dw.dtype), np.zeros(xw.shape[1], dtype=dw.dtype)
+        for rows in _tiles(xw):
+            w, d = work[: rows.stop - rows.start], dw[rows]
+            dsum += d.sum(axis=0)
+            np.subtract(xw[rows], mean_w, out=w)
+            w *= d
+            dot += w.sum(axis=0)
+        return _narrow(dsum, c), _narrow(dot, c)
 
     def __repr__(self) -> str:
         return f"BatchNorm(momentum={self.momentum}, eps={self.eps})"

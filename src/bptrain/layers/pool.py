@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .. import threads
 from ..im2col import Pair, offsets, output_size, window
 from .base import LAYERS, Layer, Shape
 from .image import check_fits, image_shape, positive
@@ -88,14 +87,11 @@ def _route(src: np.ndarray, arg: np.ndarray, targets: list[np.ndarray]) -> None:
         np.multiply(src, arg == k, out=target)
 
 
-def _same_layout(a: np.ndarray, layout: np.ndarray) -> bool:
-    """True when `a`'s memory order is the one np.empty_like(layout) gives."""
-    return np.empty_like(layout, dtype=a.dtype).strides == a.strides
-
-
-def _copy_like(a: np.ndarray, layout: np.ndarray) -> np.ndarray:
-    """A copy of `a` in `layout`'s memory order."""
+def _like(a: np.ndarray, layout: np.ndarray) -> np.ndarray:
+    """`a` itself when its memory order matches `layout`'s, else a copy in that order."""
     result = np.empty_like(layout, dtype=a.dtype)
+    if result.strides == a.strides:
+        return a
     result[...] = a
     return result
 
@@ -118,7 +114,8 @@ class MaxPool2D(_Pool2D):
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         self.x = x
         if self.stride == self.size:
-            return self._forward_disjoint(x)
+            # The next layer (flatten -> affine) wants C order: one copy of the small output.
+            return np.ascontiguousarray(self._forward_disjoint(x))
         return self._forward_overlapping(x)
 
     def _tiles(self, x: np.ndarray) -> tuple[int, list[tuple[slice, slice]]]:
@@ -132,29 +129,18 @@ class MaxPool2D(_Pool2D):
         ]
 
     def _forward_disjoint(self, x: np.ndarray) -> np.ndarray:
-        """(N, C, OH, OW) maxima, C-contiguous; keeps the two stages' argmaxes in x's order.
-
-        The tiles are independent, so they run on every thread BLAS has (threads.spread).
-        """
+        """(N, C, OH, OW) maxima in x's memory order; keeps the two stages' argmaxes."""
         s, (oh, ow) = self.size, self._out_hw(x)
         n, c = x.shape[:2]
-        maxima = np.empty_like(x, shape=(n, c, oh, ow))  # empty_like keeps x's memory order
-        # The next layer (flatten -> affine) wants C order: each tile is copied there too.
-        out = np.empty((n, c, oh, ow), dtype=x.dtype)
+        out = np.empty_like(x, shape=(n, c, oh, ow))  # empty_like keeps x's memory order
         self.col_arg = np.empty_like(x, shape=(n, c, oh * s, ow), dtype=_index_type(s))
-        self.row_arg = np.empty_like(maxima, dtype=_index_type(s))
+        self.row_arg = np.empty_like(out, dtype=_index_type(s))
         step, tiles = self._tiles(x)
-
-        def run(share: list[tuple[slice, slice]]) -> None:
-            row_max = np.empty_like(x, shape=(n, c, step * s, ow))  # one tile's row maxima
-            for rows, tile in share:
-                h, xt = row_max[:, :, : rows.stop - rows.start], x[:, :, rows]
-                _first_max([xt[..., j : ow * s : s] for j in range(s)], h, self.col_arg[:, :, rows])
-                best = maxima[:, :, tile]
-                _first_max([h[:, :, i::s] for i in range(s)], best, self.row_arg[:, :, tile])
-                out[:, :, tile] = best
-
-        threads.spread(run, tiles)
+        row_max = np.empty_like(x, shape=(n, c, step * s, ow))  # one tile's row maxima
+        for rows, tile in tiles:
+            h, xt = row_max[:, :, : rows.stop - rows.start], x[:, :, rows]
+            _first_max([xt[..., j : ow * s : s] for j in range(s)], h, self.col_arg[:, :, rows])
+            _first_max([h[:, :, i::s] for i in range(s)], out[:, :, tile], self.row_arg[:, :, tile])
         return out
 
     def _forward_overlapping(self, x: np.ndarray) -> np.ndarray:
@@ -189,28 +175,17 @@ class MaxPool2D(_Pool2D):
         return dx
 
     def _backward_disjoint(self, dout: np.ndarray) -> np.ndarray:
-        """Route dout up the rows, then along them; dx has x's memory order. Tiles run on
-        every thread BLAS has, as in the forward pass."""
+        """Route dout up the rows, then along them; dx has x's memory order."""
         s, (oh, ow) = self.size, self._out_hw(self.x)
         n, c = self.x.shape[:2]
         dx = np.empty_like(self.x, dtype=dout.dtype)
+        dout = _like(dout, self.row_arg)  # one copy when dout is C order and x was not
         step, tiles = self._tiles(self.x)
-        # dout arrives in C order (from flatten) while x was pixel-major: then each tile's
-        # dout is copied into x's order first, which the routing ufuncs read fast.
-        dout_in_order = _same_layout(dout, self.row_arg)
-
-        def run(share: list[tuple[slice, slice]]) -> None:
-            row_grad = np.empty_like(self.col_arg, shape=(n, c, step * s, ow), dtype=dout.dtype)
-            for rows, tile in share:
-                dh, dxt = row_grad[:, :, : rows.stop - rows.start], dx[:, :, rows]
-                row_arg = self.row_arg[:, :, tile]
-                src = dout[:, :, tile]
-                if not dout_in_order:
-                    src = _copy_like(src, row_arg)
-                _route(src, row_arg, [dh[:, :, i::s] for i in range(s)])
-                _route(dh, self.col_arg[:, :, rows], [dxt[..., j : ow * s : s] for j in range(s)])
-
-        threads.spread(run, tiles)
+        row_grad = np.empty_like(self.col_arg, shape=(n, c, step * s, ow), dtype=dout.dtype)
+        for rows, tile in tiles:
+            dh, dxt = row_grad[:, :, : rows.stop - rows.start], dx[:, :, rows]
+            _route(dout[:, :, tile], self.row_arg[:, :, tile], [dh[:, :, i::s] for i in range(s)])
+            _route(dh, self.col_arg[:, :, rows], [dxt[..., j : ow * s : s] for j in range(s)])
         dx[:, :, oh * s :] = 0  # rows and columns no window reaches get no gradient
         dx[:, :, :, ow * s :] = 0
         return dx
