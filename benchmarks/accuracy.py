@@ -169,6 +169,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def results_folder(args) -> Path:
+    """Where the accuracy-DATASET.json files are read and written (--results)."""
+    return Path(args.results) if args.results else RESULTS
+
+
 def presets(arg: str | None) -> list[str]:
     known = preset_names()
     if arg is None:
@@ -619,7 +624,7 @@ def recorded_run(name: str, dataset: str, args) -> dict | None:
     """The preset's run in the result file, when it was made by this code and these options."""
     if args.overrides:
         return None
-    runs = load_results(dataset, Path(args.results) if args.results else RESULTS).get("runs", [])
+    runs = load_results(dataset, results_folder(args)).get("runs", [])
     found = next((r for r in runs if r["preset"] == name and "error" not in r), None)
     if found is None or not same_engine(found.get("code")):
         return None  # no run, or one made by other code: train it again
@@ -637,7 +642,7 @@ def same_engine(code: str | None) -> bool:
 
 def add_seeds(name: str, dataset: str, args, data: list[str], env: dict, tmp: Path) -> dict:
     """--add-seeds: the recorded run and twin of the preset, with seeds 0-2 added when close."""
-    folder = Path(args.results) if args.results else RESULTS
+    folder = results_folder(args)
     runs = load_results(dataset, folder).get("runs", [])
     recorded = next((r for r in runs if r["preset"] == name), None)
     if recorded is None or "error" in recorded or "test_accuracy" not in recorded.get("torch", {}):
@@ -700,7 +705,7 @@ def bench_preset(name: str, dataset: str, args, data: list[str], env: dict, tmp:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    folder = Path(args.results) if args.results else RESULTS
+    folder = results_folder(args)
     if args.readme_only:
         updated = update_readme("accuracy", readme_section(folder))
         print("README.md updated" if updated else "README.md: no accuracy markers", file=sys.stderr)
