@@ -268,3 +268,60 @@ def test_dataset_and_preset_typos_get_case_insensitive_suggestions():
 def test_presets_print_and_read_back_identically(name):
     config = load_config(name, parts=PARTS).config
     assert from_stdin(config.to_yaml()).config == config
+
+
+# --- for_dataset: settings one dataset needs ---------------------------------------------
+
+PER_DATASET = (
+    MODEL
+    + "train: {epochs: 4}\n"
+    + "for_dataset:\n"
+    + "  fashion-mnist: {train.epochs: 9, 'model.layers[1].units': 12}\n"
+    + "  mnist: {train.batch_size: 50}\n"
+)
+
+
+def test_for_dataset_applies_the_settings_of_the_run_s_dataset_only():
+    mnist = from_stdin(PER_DATASET).config
+    assert (mnist.train.epochs, mnist.train.batch_size) == (4, 50)
+    assert mnist.model.layers[1]["units"] == 10
+    fashion = from_stdin(PER_DATASET, "data.dataset=fashion-mnist").config
+    assert (fashion.train.epochs, fashion.train.batch_size) == (9, 100)
+    assert fashion.model.layers[1]["units"] == 12
+    # the resolved config is that dataset's own: it prints and reads back without for_dataset
+    assert "for_dataset" not in fashion.to_yaml()
+    assert from_stdin(fashion.to_yaml()).config == fashion
+
+
+def test_set_has_the_last_word_over_for_dataset():
+    config = from_stdin(PER_DATASET, "data.dataset=fashion-mnist", "train.epochs=2").config
+    assert config.train.epochs == 2
+    assert config.model.layers[1]["units"] == 12  # the entries --set did not touch still apply
+    # a --set of a whole section wins over an entry inside it
+    whole = from_stdin(PER_DATASET, "data.dataset=fashion-mnist", "train={epochs: 3}").config
+    assert whole.train.epochs == 3
+
+
+def test_for_dataset_errors_name_the_entry_and_its_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    cases = {
+        "  fashoin-mnist: {train.epochs: 9}\n": "for_dataset.fashoin-mnist: unknown dataset",
+        "  fashion-mnist: [train.epochs=9]\n": "for_dataset.fashion-mnist: expected a mapping",
+        "  mnist: {'train epochs': 9}\n": "for_dataset.mnist.train epochs: 'train epochs' is not",
+        "  mnist: {'model.layers[5].units': 3}\n": "model.layers[5] does not exist (2 items)",
+        "  mnist: {data.dataset: fashion-mnist}\n": "cannot be set here",
+    }
+    for entry, expected in cases.items():
+        path.write_text(MODEL + "for_dataset:\n" + entry)
+        with pytest.raises(ConfigError) as info:
+            load_config(str(path), parts=PARTS)
+        assert messages(info)[0].startswith(f"{path}:3: "), messages(info)
+        assert expected in messages(info)[0], messages(info)
+    # a bad value is the entry's error, at the entry's line
+    path.write_text(MODEL + "for_dataset:\n  mnist:\n    train.epochs: 0\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_config(str(path), parts=PARTS)
+    assert messages(info) == [f"{path}:4: train.epochs: must be >= 1, got 0"]
+    path.write_text(MODEL + "for_dataset: [mnist]\n")
+    with pytest.raises(ConfigError, match="for_dataset: expected a mapping of dataset names"):
+        load_config(str(path), parts=PARTS)
