@@ -641,6 +641,7 @@ def apply_dataset_settings(
             path=FOR_DATASET,
             hint="e.g. for_dataset: {fashion-mnist: {train.epochs: 30}}",
         )
+    paths: dict[str, dict[Any, list[str | int]]] = {}  # every entry's key parsed, on every run
     for name, settings in table.items():
         where = f"{FOR_DATASET}.{name}"
         if name not in parts.datasets:
@@ -651,15 +652,12 @@ def apply_dataset_settings(
                 path=where,
                 hint="e.g. {train.epochs: 30, 'model.layers[12].rate': 0.4}",
             )
-    for name, settings in table.items():  # every key's syntax, whichever dataset runs
-        for key in settings:
-            parse_key(str(key), f"{FOR_DATASET}.{name}.{key}")
+        paths[name] = {key: parse_key(str(key), f"{where}.{key}") for key in settings}
     data = raw.get("data") or {}
     dataset = data.get("dataset", DataConfig.dataset) if isinstance(data, Mapping) else None
     given = [parse_override(text)[0] for text in overrides]
     for key, value in (table.get(dataset) or {}).items():
-        where = f"{FOR_DATASET}.{dataset}.{key}"
-        path = parse_key(str(key), where)
+        where, path = f"{FOR_DATASET}.{dataset}.{key}", paths[dataset][key]
         if path[0] == FOR_DATASET or path[:2] == ["data", "dataset"]:
             raise ConfigError(
                 "cannot be set here: for_dataset is chosen by data.dataset",
