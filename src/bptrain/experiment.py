@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import augment, checkpoint, outfile
+from . import augment, checkpoint, kernels, outfile
 from .averaging import WeightAverage
 from .checkpoint import Checkpoint, RunInfo
 from .config import Config, LoadedConfig, load_config, parse_override
@@ -231,7 +231,11 @@ def blas_threads(threads: int | None) -> Iterator[None]:
     with threadpool_limits(limits=threads):
         counts = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
         log.debug(f"BLAS threads: {', '.join(map(str, counts)) or 'no BLAS library found'}")
-        yield
+        previous = kernels.set_threads(threads)  # the compiled loops get the same budget
+        try:
+            yield
+        finally:
+            kernels.set_threads(previous)
 
 
 # ---------------------------------------------------------------------------------------------

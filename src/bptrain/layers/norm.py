@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .. import kernels
 from ..errors import ConfigError
 from .base import LAYERS, Layer, Shape
 
@@ -94,9 +95,14 @@ def _like(a: np.ndarray, layout: np.ndarray) -> np.ndarray:
     return result
 
 
+def _rows(a: np.ndarray) -> np.ndarray:
+    """The (M, C) channel matrix of channels-innermost `a` (a view)."""
+    return _channel_matrix(a)[0]  # type: ignore[index]  # a is channels-innermost
+
+
 def _wide(a: np.ndarray) -> np.ndarray:
     """The (M, C) channel matrix of channels-innermost `a` as (M / R, R * C), R | M."""
-    rows = _channel_matrix(a)[0]  # type: ignore[index]  # a is channels-innermost
+    rows = _rows(a)
     m, c = rows.shape
     r = max(1, min(m, WIDE_VALUES // c))
     while m % r:  # the largest R that divides M: one reshape, no remainder rows
@@ -173,16 +179,20 @@ class BatchNorm(Layer):
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         x = _channels_innermost(x)
+        fast = kernels.compiled()
         xw = _wide(x)  # (M / R, R * C) view
         c, one = x.shape[1], x.dtype.type(1)
         if train:
             m = x.dtype.type(x.size // c)
-            sums = channel_sum(x)
+            sums = channel_sum(x) if fast is None else fast.channel_sums(_rows(x)).astype(x.dtype)
             if self.sync is not None:
                 total = self.sync(np.append(sums, m).astype(x.dtype))
                 sums, m = total[:-1], total[-1]
             mean = sums / m
-            var = self._centered_squares(xw, _widen(mean, xw), c)
+            if fast is None:
+                var = self._centered_squares(xw, _widen(mean, xw), c)
+            else:
+                var = fast.centered_squares(_rows(x), mean).astype(x.dtype)
             var = (var if self.sync is None else self.sync(var)) / m
             self.m = m
             self._fold(mean, var)
@@ -193,8 +203,12 @@ class BatchNorm(Layer):
         # never write into their inputs): cheaper than storing a normalized copy.
         self.x, self.mean, self.std, self.batch_stats = x, mean.copy(), std, train
         out = np.empty_like(x)  # x's memory order, so _wide(out) matches xw row for row
+        scale = self.params["gamma"] * (one / std)
+        if fast is not None:
+            fast.scale_shift(_rows(x), self.mean, scale, self.params["beta"], _rows(out))
+            return out
         ow = _wide(out)
-        mean_w, scale_w = _widen(mean, xw), _widen(self.params["gamma"] * (one / std), xw)
+        mean_w, scale_w = _widen(mean, xw), _widen(scale, xw)
         beta_w = _widen(self.params["beta"], xw)
         for rows in _tiles(xw):
             o = ow[rows]
@@ -228,9 +242,13 @@ class BatchNorm(Layer):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         x, c = self.x, self.x.shape[1]
         dout = _like(dout, x)  # one copy unless dout is already in x's memory order
+        fast = kernels.compiled()
         xw, dw = _wide(x), _wide(dout)
         mean_w = _widen(self.mean, xw)
-        dbeta, dxc = self._gradient_sums(xw, dw, mean_w, c)
+        if fast is None:
+            dbeta, dxc = self._gradient_sums(xw, dw, mean_w, c)
+        else:
+            dbeta, dxc = fast.gradient_sums(_rows(x), self.mean, _rows(dout))
         self.grads["beta"][...] = dbeta
         self.grads["gamma"][...] = dxc / self.std  # sum(dout * xhat), xhat = (x - mean) / std
         scale = self.params["gamma"] / self.std  # (C,)
@@ -246,9 +264,12 @@ class BatchNorm(Layer):
         if self.sync is not None:  # the whole batch's sums; grads stay this rank's share
             total = self.sync(np.concatenate([dgamma, dbeta]))
             dgamma, dbeta, m = total[:c], total[c:], self.m
-        q_w = _widen(-dgamma / (m * self.std), xw)
-        p_w, scale_w = _widen(-dbeta / m, xw), _widen(scale, xw)
+        q, p = -dgamma / (m * self.std), -dbeta / m
         dx = np.empty_like(x, dtype=dout.dtype)
+        if fast is not None:
+            fast.batch_norm_dx(_rows(x), self.mean, _rows(dout), q, p, scale, _rows(dx))
+            return dx
+        q_w, p_w, scale_w = _widen(q, xw), _widen(p, xw), _widen(scale, xw)
         dxw = _wide(dx)
         for rows in _tiles(xw):
             d = dxw[rows]

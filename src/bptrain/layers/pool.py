@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .. import kernels
 from ..im2col import Pair, offsets, output_size, window
 from .base import LAYERS, Layer, Shape
 from .image import check_fits, image_shape, positive
@@ -87,6 +88,14 @@ def _route(src: np.ndarray, arg: np.ndarray, targets: list[np.ndarray]) -> None:
         np.multiply(src, arg == k, out=target)
 
 
+def _planes(x: np.ndarray) -> np.ndarray | None:
+    """Pixel-major (N, C, H, W) `x` (memory H, W, N, C) as its (H, W, N*C) view, else None."""
+    view = x.transpose(2, 3, 0, 1)
+    if not view.flags.c_contiguous:
+        return None
+    return view.reshape(x.shape[2], x.shape[3], -1)
+
+
 def _like(a: np.ndarray, layout: np.ndarray) -> np.ndarray:
     """`a` itself when its memory order matches `layout`'s, else a copy in that order."""
     result = np.empty_like(layout, dtype=a.dtype)
@@ -132,6 +141,13 @@ class MaxPool2D(_Pool2D):
         """(N, C, OH, OW) maxima in x's memory order; keeps the two stages' argmaxes."""
         s, (oh, ow) = self.size, self._out_hw(x)
         n, c = x.shape[:2]
+        fast, planes = kernels.compiled(), _planes(x)
+        self.arg = None  # the compiled loop's one argmax per window, when it ran
+        if fast is not None and planes is not None:
+            out_planes = np.empty((oh, ow, n * c), dtype=x.dtype)
+            self.arg = np.empty(out_planes.shape, dtype=_index_type(s * s))
+            fast.max_pool(planes, s, out_planes, self.arg)
+            return out_planes.reshape(oh, ow, n, c).transpose(2, 3, 0, 1)
         out = np.empty_like(x, shape=(n, c, oh, ow))  # empty_like keeps x's memory order
         self.col_arg = np.empty_like(x, shape=(n, c, oh * s, ow), dtype=_index_type(s))
         self.row_arg = np.empty_like(out, dtype=_index_type(s))
@@ -160,7 +176,9 @@ class MaxPool2D(_Pool2D):
 
     def kink_state(self) -> tuple[np.ndarray, ...]:
         # Which input won each window: the derivative jumps where that choice changes.
-        return (self.col_arg, self.row_arg) if self.stride == self.size else (self.arg,)
+        if self.stride == self.size and self.arg is None:
+            return (self.col_arg, self.row_arg)
+        return (self.arg,)
 
     def _backward_overlapping(self, dout: np.ndarray) -> np.ndarray:
         """Any stride: dout goes to each kernel offset where it won, summed over windows."""
@@ -177,7 +195,12 @@ class MaxPool2D(_Pool2D):
     def _backward_disjoint(self, dout: np.ndarray) -> np.ndarray:
         """Route dout up the rows, then along them; dx has x's memory order."""
         s, (oh, ow) = self.size, self._out_hw(self.x)
-        n, c = self.x.shape[:2]
+        n, c, h, w = self.x.shape
+        if self.arg is not None:  # the compiled forward ran: its adjoint, pixel-major
+            d = np.ascontiguousarray(dout.transpose(2, 3, 0, 1)).reshape(oh, ow, n * c)
+            dx_planes = np.empty((h, w, n * c), dtype=dout.dtype)
+            kernels.compiled().max_pool_dx(d, self.arg, s, dx_planes)
+            return dx_planes.reshape(h, w, n, c).transpose(2, 3, 0, 1)
         dx = np.empty_like(self.x, dtype=dout.dtype)
         dout = _like(dout, self.row_arg)  # one copy when dout is C order and x was not
         step, tiles = self._tiles(self.x)

@@ -1,0 +1,86 @@
+"""Which implementation the memory-bound layer passes use: compiled loops or NumPy.
+
+With the `fast` extra (numba) installed, BatchNorm and max-pooling run compiled loops
+(compiled.py) that do in one sweep what takes NumPy several ufunc passes; without it, or with
+BPTRAIN_KERNELS=numpy, they run NumPy code. Both compute the same function (tests compare
+them); their float rounding differs, so a resume is bit-exact only under the run's own choice.
+
+numba is imported on the first call, not when bptrain is: commands that never run a
+BatchNorm or max-pool layer (and `bptrain --help`) do not pay for it. Compiled code is cached
+on disk (numba's cache=True), so only the first run on a machine compiles.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+CHOICES = ("auto", "numba", "numpy")
+_loaded: list[ModuleType | None] = []  # [] until first asked, then [module or None]
+
+
+def choice() -> str:
+    """BPTRAIN_KERNELS: auto (numba when installed), numba (required) or numpy."""
+    value = os.environ.get("BPTRAIN_KERNELS", "auto").strip().lower() or "auto"
+    if value not in CHOICES:
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"BPTRAIN_KERNELS is {value!r}; it must be one of {', '.join(CHOICES)}",
+            hint="unset it to use the compiled kernels when numba is installed",
+        )
+    return value
+
+
+def compiled() -> ModuleType | None:
+    """The compiled-kernel module, or None when the NumPy code is to run."""
+    if not _loaded:
+        _loaded.append(_load(choice()))
+    return _loaded[0]
+
+
+def _load(wanted: str) -> ModuleType | None:
+    if wanted == "numpy":
+        return None
+    try:
+        from . import compiled as module
+    except ImportError as error:
+        if wanted == "auto":
+            return None
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"BPTRAIN_KERNELS=numba, but numba cannot be imported ({error})",
+            hint="pip install 'bptrain[fast]', or set BPTRAIN_KERNELS=auto",
+        ) from None
+    _numba_threads(_blas_threads())
+    return module
+
+
+def _blas_threads() -> int | None:
+    """The BLAS library's thread count now (threadpoolctl), None when none is found."""
+    from threadpoolctl import threadpool_info
+
+    counts = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    return max(counts) if counts else None
+
+
+def _numba_threads(threads: int | None) -> int:
+    """Set numba's thread count (capped at its pool) when given; return the previous one."""
+    import numba
+
+    previous = numba.get_num_threads()
+    if threads:
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    return previous
+
+
+def set_threads(threads: int | None) -> int | None:
+    """Run the compiled loops on `threads` threads, if they are loaded; the previous count.
+
+    The loops take the BLAS thread count when they load, and `--threads` sets both, so one
+    number means one budget: `--threads 1` (or OPENBLAS_NUM_THREADS=1) is one core for all.
+    """
+    if not (_loaded and _loaded[0] is not None):
+        return None
+    return _numba_threads(threads)
