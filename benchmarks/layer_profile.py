@@ -21,6 +21,8 @@ from bptrain.config import load_config
 from bptrain.network import Network
 from bptrain.parts import PARTS
 
+WARMUP_SECONDS = 5.0
+
 
 def best_ms(fn, repeats: int) -> float:
     """Minimum wall time of fn() over `repeats` runs, in milliseconds."""
@@ -44,7 +46,12 @@ def profile(net: Network, batch: int, repeats: int) -> list[tuple[str, float, fl
     rng = np.random.default_rng(1)
     x = rng.random((batch, 1, 28, 28), dtype=np.float32)
     t = rng.integers(0, 10, batch)
-    net.gradient(x, t)  # warm-up: every buffer allocated once, BLAS threads started
+    # Warm-up: every buffer allocated once, BLAS threads started, and the core kept busy for
+    # WARMUP_SECONDS, as it is mid-epoch: on some (virtual) machines the first seconds of
+    # work run up to 1.7x slower, which would inflate the layers timed first.
+    start = time.perf_counter()
+    while time.perf_counter() - start < WARMUP_SECONDS:
+        net.gradient(x, t)
     rows = []
     # Forward: each layer on the previous layer's real output. Layers that draw random numbers
     # (dropout) draw again on every repeat, which is what a training step pays too.
