@@ -157,3 +157,19 @@ def test_numpy_choice_never_imports_numba() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["True", "False"]
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_compiled_loops_let_idle_threads_sleep_unless_told(given, expected) -> None:
+    # Spinning OpenMP threads steal the cores the BLAS threads need (2x slower steps).
+    code = (
+        "import os; from bptrain import kernels;"
+        "print(kernels.compiled() is not None, os.environ.get('OMP_WAIT_POLICY'))"
+    )
+    env = {"BPTRAIN_KERNELS": "numba", "PATH": ""}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["True", expected]

@@ -42,6 +42,12 @@ def compiled() -> ModuleType | None:
 def _load(wanted: str) -> ModuleType | None:
     if wanted == "numpy":
         return None
+    # numba's OpenMP threads spin-wait after each loop by default, and on a machine whose
+    # cores the BLAS threads also use, that spinning steals them from the next GEMM: a
+    # cnn-deep step on 2 threads took 200 ms (median) that way, 96 ms with waiting threads
+    # that sleep. libgomp reads this when numba first starts its pool, after this import.
+    # A user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         from . import compiled as module
     except ImportError as error:
