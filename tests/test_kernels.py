@@ -8,8 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from bptrain import kernels
+from bptrain import im2col, kernels
+from bptrain.averaging import WeightAverage
 from bptrain.errors import ConfigError
+from bptrain.optimizers import OPTIMIZERS
 from layer_helpers import LAYOUTS, built, in_layout
 
 numba = pytest.importorskip("numba", reason="the fast extra (numba) is not installed")
@@ -134,6 +136,135 @@ def test_max_pool_other_layouts_keep_the_numpy_path(monkeypatch) -> None:
     monkeypatch.setattr(kernels, "_loaded", [])
     x = in_layout(np.random.default_rng(7).standard_normal((2, 3, 4, 4)), "C")
     assert len(max_pool_pass(x, 2)[2]) == 2  # the two-stage NumPy argmaxes
+
+
+# (N, C, H, W, filters, kernel, stride, padding): the presets' convs (one channel, 32
+# channels with 'same' padding), strides that skip and leave rows no window reaches.
+CONVS = [
+    (6, 1, 12, 12, 4, 5, 1, 0),
+    (5, 8, 9, 9, 6, 3, 1, 1),
+    (4, 3, 11, 10, 5, 3, 2, 1),
+    (3, 2, 10, 9, 3, 2, 3, 0),
+    (2, 3, 7, 8, 4, (3, 2), 1, 2),
+]
+
+
+def conv_pass(x, filters, kernel, stride, padding, dout_seed=8):
+    """A conv2d layer's (out, dx, dW, db) on x, for a fixed random dout."""
+    layer = built(
+        {
+            "type": "conv2d",
+            "filters": filters,
+            "kernel": kernel,
+            "stride": stride,
+            "padding": padding,
+        },
+        x.shape[1:],
+        x.dtype.type,
+    )
+    out = layer.forward(x, train=True)
+    dout = np.random.default_rng(dout_seed).standard_normal(out.shape).astype(x.dtype)
+    dx = layer.backward(dout)
+    return out.copy(), dx.copy(), layer.grads["W"].copy(), layer.grads["b"].copy()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", CONVS)
+@pytest.mark.parametrize("block_bytes", [64, im2col.BLOCK_BYTES])  # many blocks, or one
+def test_conv_gather_and_sums_compiled_are_the_numpy_bits(
+    dtype, shape, block_bytes, monkeypatch
+) -> None:
+    n, c, h, w, filters, kernel, stride, padding = shape
+    monkeypatch.setattr(im2col, "BLOCK_BYTES", block_bytes)
+    x = np.random.default_rng(9).standard_normal((n, c, h, w)).astype(dtype)
+    fast, slow = both_ways(lambda: conv_pass(x, filters, kernel, stride, padding), monkeypatch)
+    for a, b in zip(fast, slow, strict=True):
+        assert a.dtype == b.dtype == dtype
+        assert np.array_equal(a, b)  # a copy, and sums added in the same order
+
+
+@pytest.mark.parametrize("shape", CONVS)
+def test_im2col_and_col2im_compiled_are_the_numpy_bits(shape, monkeypatch) -> None:
+    n, c, h, w, _, kernel, stride, padding = shape
+    kernel = kernel if isinstance(kernel, tuple) else (kernel, kernel)
+    x = np.random.default_rng(10).standard_normal((n, c, h, w))
+    pad = (padding, padding)
+    cols = both_ways(lambda: im2col.im2col(x, kernel, stride, pad, ones_row=True), monkeypatch)
+    assert np.array_equal(*cols)
+    assert np.array_equal(cols[0][-1], np.ones(cols[0].shape[1]))  # the bias's row
+    grads = np.random.default_rng(11).standard_normal(cols[0][:-1].shape)
+    summed = both_ways(lambda: im2col.col2im(grads, x.shape, kernel, stride, pad), monkeypatch)
+    assert np.array_equal(*summed)
+    # Adjointness pins the sums down on their own: <im2col(x), g> = <x, col2im(g)>.
+    np.testing.assert_allclose(np.vdot(cols[0][:-1], grads), np.vdot(x, summed[0]), rtol=1e-10)
+
+
+def test_conv_results_do_not_depend_on_the_thread_count(monkeypatch) -> None:
+    monkeypatch.setattr(kernels, "_loaded", [])
+    kernels.compiled()
+    x = np.random.default_rng(12).standard_normal((20, 6, 9, 9)).astype(np.float32)
+    previous = numba.get_num_threads()
+    try:
+        results = []
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            kernels.set_threads(threads)
+            results.append(conv_pass(x, 5, 3, 1, "same"))
+    finally:
+        numba.set_num_threads(previous)
+    for a, b in zip(*results, strict=True):
+        assert np.array_equal(a, b)
+
+
+def optimizer_run(spec, dtype, steps=6):
+    """Parameters and state after `steps` updates with fixed random gradients; one parameter
+    is a transposed (not C-contiguous) view, which takes the blocked NumPy path either way."""
+    rng = np.random.default_rng(13)
+    params = {
+        "0.W": rng.standard_normal((40, 300)).astype(dtype),
+        "0.b": rng.standard_normal(300).astype(dtype),
+        "1.W": rng.standard_normal((30, 20)).astype(dtype).T,
+    }
+    optimizer = OPTIMIZERS.build(spec)
+    for _ in range(steps):
+        grads = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
+        optimizer.update(params, grads)
+    return params, optimizer.state_dict()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "spec",
+    [{"type": "adam", "lr": 0.01}, {"type": "adamw", "lr": 0.01, "weight_decay": 0.1}],
+)
+def test_adam_compiled_is_the_numpy_step_bit_for_bit(spec, dtype, monkeypatch) -> None:
+    (fast, fast_state), (slow, slow_state) = both_ways(
+        lambda: optimizer_run(spec, dtype), monkeypatch
+    )
+    assert fast.keys() == slow.keys() and fast_state.keys() == slow_state.keys()
+    for key in fast:
+        assert fast[key].dtype == dtype and np.array_equal(fast[key], slow[key])
+    for key in fast_state:
+        assert np.array_equal(fast_state[key], slow_state[key])
+    start = optimizer_run(spec, dtype, steps=0)[0]
+    assert not np.array_equal(fast["0.W"], start["0.W"])  # the steps did move the weights
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_average_compiled_is_the_numpy_average_bit_for_bit(dtype, monkeypatch) -> None:
+    def run():
+        rng = np.random.default_rng(14)
+        weights = {"0.W": rng.standard_normal((30, 40)).astype(dtype), "0.b": np.zeros(40, dtype)}
+        average = WeightAverage(0.99, weights)
+        for _ in range(25):
+            for value in weights.values():
+                value += rng.standard_normal(value.shape).astype(dtype)
+            average.update(weights)
+        return average.arrays, weights
+
+    (fast, weights), (slow, _) = both_ways(run, monkeypatch)
+    for key in fast:
+        assert np.array_equal(fast[key], slow[key])
+        assert not np.array_equal(fast[key], weights[key])  # an average, not the weights
 
 
 def test_kernel_choice_from_the_environment(monkeypatch) -> None:

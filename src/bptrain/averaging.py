@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import kernels
+
 
 class WeightAverage:
     """avg = d * avg + (1 - d) * w after every update, for every parameter and float buffer.
@@ -34,12 +36,18 @@ class WeightAverage:
     def update(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Move the average towards `arrays` (the network's live weights)."""
         d = self.current_decay()
+        fast = kernels.compiled()
         for name, average in self.arrays.items():
+            weights = arrays[name]
+            rate = average.dtype.type(1 - d)
+            if fast is not None and average.flags.c_contiguous and weights.flags.c_contiguous:
+                fast.ema_step(average.reshape(-1), weights.reshape(-1), rate)  # one pass
+                continue
             # avg += (1 - d) * (w - avg): three passes in place, no new arrays per step.
             step = self._scratch.get(name)
             if step is None:
                 step = self._scratch[name] = np.empty_like(average)
-            np.subtract(arrays[name], average, out=step)
-            step *= average.dtype.type(1 - d)
+            np.subtract(weights, average, out=step)
+            step *= rate
             average += step
         self.updates += 1

@@ -8,6 +8,12 @@ arithmetic in a single sweep, and split it over the threads numba was given.
 Determinism: every loop splits its rows into CHUNKS fixed pieces whatever the thread count,
 and sums each piece in order, in float64; the pieces are then added in order. So results
 are bit for bit the same on 1 or 2 threads, and a resumed run stays exact.
+
+One parallel region per kernel: with parallel=True numba turns array expressions (np.zeros,
+`total += part[k]`) into parallel loops of their own, and each region wakes the sleeping
+threads (OMP_WAIT_POLICY=PASSIVE, see kernels.py), some 60 us a time. Written that way, a
+column sum ran 35 regions and took 2.5 ms on two threads against 0.45 ms on one; so every
+array here is allocated by the serial helpers below and summed in explicit loops.
 """
 
 from __future__ import annotations
@@ -26,29 +32,43 @@ def _span(k: int, rows: int) -> tuple[int, int]:
     return k * step, min(rows, (k + 1) * step)
 
 
+@njit(cache=True)
+def _zeros(rows: int, cols: int):
+    """A (rows, cols) float64 array of zeros, allocated outside any parallel region."""
+    return np.zeros((rows, cols), np.float64)
+
+
+@njit(cache=True)
+def _column_totals(part):
+    """(CHUNKS, C) partial sums -> (C,), added in chunk order (serial: the bits are fixed)."""
+    total = np.zeros(part.shape[1], np.float64)
+    for k in range(part.shape[0]):
+        for j in range(part.shape[1]):
+            total[j] += part[k, j]
+    return total
+
+
 @njit(parallel=True, cache=True)
 def channel_sums(x):
     """(M, C) -> (C,) float64 column sums."""
     m, c = x.shape
-    part = np.zeros((CHUNKS, c), np.float64)
+    part = _zeros(CHUNKS, c)
     for k in prange(CHUNKS):
         lo, hi = _span(k, m)
-        acc = np.zeros(c, np.float64)
+        acc = np.zeros(c, np.float64)  # local: LLVM keeps it apart from x and vectorizes
         for i in range(lo, hi):
             for j in range(c):
                 acc[j] += x[i, j]
-        part[k] = acc
-    total = np.zeros(c, np.float64)
-    for k in range(CHUNKS):
-        total += part[k]
-    return total
+        for j in range(c):
+            part[k, j] = acc[j]
+    return _column_totals(part)
 
 
 @njit(parallel=True, cache=True)
 def centered_squares(x, mean):
     """(M, C), (C,) -> (C,) float64 sums of (x - mean)^2 per column."""
     m, c = x.shape
-    part = np.zeros((CHUNKS, c), np.float64)
+    part = _zeros(CHUNKS, c)
     for k in prange(CHUNKS):
         lo, hi = _span(k, m)
         acc = np.zeros(c, np.float64)
@@ -56,11 +76,9 @@ def centered_squares(x, mean):
             for j in range(c):
                 d = x[i, j] - mean[j]
                 acc[j] += d * d
-        part[k] = acc
-    total = np.zeros(c, np.float64)
-    for k in range(CHUNKS):
-        total += part[k]
-    return total
+        for j in range(c):
+            part[k, j] = acc[j]
+    return _column_totals(part)
 
 
 @njit(parallel=True, cache=True)
@@ -78,8 +96,8 @@ def scale_shift(x, mean, scale, shift, out):
 def gradient_sums(x, mean, d):
     """(M, C) x and dout -> float64 (sum(d), sum(d * (x - mean))) per column, in one pass."""
     m, c = x.shape
-    part_sum = np.zeros((CHUNKS, c), np.float64)
-    part_dot = np.zeros((CHUNKS, c), np.float64)
+    part_sum = _zeros(CHUNKS, c)
+    part_dot = _zeros(CHUNKS, c)
     for k in prange(CHUNKS):
         lo, hi = _span(k, m)
         s = np.zeros(c, np.float64)
@@ -88,14 +106,10 @@ def gradient_sums(x, mean, d):
             for j in range(c):
                 s[j] += d[i, j]
                 p[j] += d[i, j] * (x[i, j] - mean[j])
-        part_sum[k] = s
-        part_dot[k] = p
-    dsum = np.zeros(c, np.float64)
-    dot = np.zeros(c, np.float64)
-    for k in range(CHUNKS):
-        dsum += part_sum[k]
-        dot += part_dot[k]
-    return dsum, dot
+        for j in range(c):
+            part_sum[k, j] = s[j]
+            part_dot[k, j] = p[j]
+    return _column_totals(part_sum), _column_totals(part_dot)
 
 
 @njit(parallel=True, cache=True)
@@ -162,3 +176,98 @@ def max_pool_dx(d, arg, size, dx):
             k = i * size + j
             for p in range(planes):
                 dx[y, xcol, p] = d[r, col, p] if arg[r, col, p] == k else 0
+
+
+@njit(parallel=True, cache=True)
+def gather_patches(xt, kh, kw, stride, r0, r1, ow, cols):
+    """im2col's gather for output rows r0..r1-1 of the padded pixel-major (C, Hp, Wp, N) `xt`:
+    cols[(c*KH + i)*KW + j, ((r - r0)*OW + o)*N + s] = xt[c, r*stride + i, o*stride + j, s].
+
+    Each (c, i, j) row of the columns is written by one thread (so conv1's single channel
+    still splits over its KH*KW rows), as runs of OW*N values (stride 1) or N (otherwise).
+    An exact copy: the same bits as the NumPy gather.
+    """
+    ch, _, wp, n = xt.shape
+    kk = kh * kw
+    for q in prange(ch * kk):
+        c, i, j = q // kk, (q % kk) // kw, q % kw
+        dst = cols[q]
+        for r in range(r1 - r0):
+            src = xt[c, (r0 + r) * stride + i].reshape(wp * n)  # (Wp, N) row, contiguous
+            out = dst[r * ow * n : (r + 1) * ow * n]
+            if stride == 1:
+                run = src[j * n : (j + ow) * n]
+                for u in range(ow * n):
+                    out[u] = run[u]
+            else:
+                for o in range(ow):
+                    run = src[(o * stride + j) * n : (o * stride + j + 1) * n]
+                    for s in range(n):
+                        out[o * n + s] = run[s]
+
+
+@njit(parallel=True, cache=True)
+def scatter_patches(dcols, kh, kw, stride, r0, r1, ow, dxp):
+    """col2im's sums, the adjoint of gather_patches: adds the (C*KH*KW, (r1-r0)*OW*N) column
+    gradients of output rows r0..r1-1 into the padded pixel-major (C, Hp, Wp, N) `dxp`.
+
+    One thread owns each (channel, padded input row) pair, so no two write the same value;
+    every value receives its terms in kernel-offset order (i, then j), the order NumPy's
+    slab-by-slab adds use, so the sums are the same bits as the NumPy col2im.
+    """
+    ch, _, wp, n = dxp.shape
+    rows = r1 - r0
+    top = r0 * stride
+    span = (rows - 1) * stride + kh  # padded input rows the block's windows cover
+    for q in prange(ch * span):
+        c, y = q // span, top + q % span
+        target = dxp[c, y].reshape(wp * n)
+        for i in range(kh):
+            step = y - top - i  # = r * stride for the output row r whose window row i is y
+            if step < 0 or step % stride != 0 or step // stride >= rows:
+                continue
+            r = step // stride
+            for j in range(kw):
+                src = dcols[(c * kh + i) * kw + j, r * ow * n : (r + 1) * ow * n]
+                if stride == 1:
+                    acc = target[j * n : (j + ow) * n]
+                    for u in range(ow * n):
+                        acc[u] += src[u]
+                else:
+                    for o in range(ow):
+                        acc = target[(o * stride + j) * n : (o * stride + j + 1) * n]
+                        for s in range(n):
+                            acc[s] += src[o * n + s]
+
+
+@njit(parallel=True, cache=True)
+def adam_step(param, grad, m, v, b1, b2, a1, a2, root, eps, rate):
+    """One Adam step over flat arrays in one sweep (optimizers.Adam.step's ufuncs, fused):
+    m = m*b1 + g*a1; v = v*b2 + (g*a2)*g; param -= (m*rate) / (sqrt(v)*root + eps).
+
+    The scalars come in the arrays' dtype and every operation rounds as the ufunc it stands
+    for (no fused multiply-adds without fastmath), so the result is the NumPy step's bits.
+    """
+    n = param.size
+    for k in prange(CHUNKS):
+        lo, hi = _span(k, n)
+        p, g, mk, vk = param[lo:hi], grad[lo:hi], m[lo:hi], v[lo:hi]
+        for u in range(hi - lo):
+            gu = g[u]
+            mu = mk[u] * b1 + gu * a1
+            vu = vk[u] * b2 + (gu * a2) * gu
+            mk[u] = mu
+            vk[u] = vu
+            p[u] = p[u] - (mu * rate) / (np.sqrt(vu) * root + eps)
+
+
+@njit(parallel=True, cache=True)
+def ema_step(average, weights, rate):
+    """average += (weights - average) * rate over flat arrays, in one sweep; each operation
+    rounds as WeightAverage.update's ufuncs do, so the bits are theirs."""
+    n = average.size
+    for k in prange(CHUNKS):
+        lo, hi = _span(k, n)
+        a, w = average[lo:hi], weights[lo:hi]
+        for u in range(hi - lo):
+            a[u] = a[u] + (w[u] - a[u]) * rate

@@ -13,6 +13,11 @@ Conv2D uses the blocked forms, im2col_gemm and gemm_col2im: the same columns and
 sums, a block of output rows at a time, so that each block's columns are still in cache when
 the next step reads them. im2col and col2im are the whole-batch forms (and the tests').
 
+With the `fast` extra the gather and the sums run as compiled loops split over the threads
+(compiled.gather_patches, scatter_patches; NumPy runs them on one thread whatever BLAS has).
+They give the same bits as the NumPy code: the gather is a copy, and the sums add each
+value's terms in the same order, block by block.
+
 Output sizes are floored, as in the book: input rows/columns that no window reaches are ignored
 (and get a zero gradient).
 """
@@ -23,6 +28,8 @@ from collections.abc import Iterator
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+
+from . import kernels
 
 Pair = tuple[int, int]
 
@@ -86,12 +93,31 @@ def patches(xt: np.ndarray, kernel: Pair, stride: int, rows: slice, ow: int) -> 
     )
 
 
+def gather(
+    xt: np.ndarray, kernel: Pair, stride: int, rows: slice, ow: int, out: np.ndarray
+) -> None:
+    """Copy the inputs of output rows `rows` of padded (C, Hp, Wp, N) `xt` into their
+    (C*KH*KW, R*OW*N) columns `out`."""
+    fast = kernels.compiled()
+    if fast is not None:
+        fast.gather_patches(xt, *kernel, stride, rows.start, rows.stop, ow, out)
+        return
+    c, _, _, n = xt.shape
+    out.reshape(c, *kernel, rows.stop - rows.start, ow, n)[...] = patches(
+        xt, kernel, stride, rows, ow
+    )
+
+
 def add_patches(
     dxp: np.ndarray, cols: np.ndarray, kernel: Pair, stride: int, rows: slice, ow: int
 ) -> None:
     """The adjoint of `patches`: add (C*KH*KW, R*OW*N) columns of output rows `rows` into the
     padded (C, Hp, Wp, N) gradient `dxp`, one (C, R, OW, N) slab per kernel offset.
     """
+    fast = kernels.compiled()
+    if fast is not None:
+        fast.scatter_patches(cols, *kernel, stride, rows.start, rows.stop, ow, dxp)
+        return
     c, _, _, n = dxp.shape
     r = rows.stop - rows.start
     slabs = cols.reshape(c, *kernel, r, ow, n)  # a view
@@ -122,7 +148,7 @@ def im2col(
     rows = c * kernel[0] * kernel[1]
     cols = np.empty((rows + ones_row, oh * ow * n), dtype=x.dtype)
     # (C, KH, KW, OH, OW, N) -> (C*KH*KW, OH*OW*N): the one gather copy of the convolution.
-    cols[:rows].reshape(c, *kernel, oh, ow, n)[...] = patches(xt, kernel, stride, slice(0, oh), ow)
+    gather(xt, kernel, stride, slice(0, oh), ow, cols[:rows])
     if ones_row:
         cols[rows] = 1
     return cols
@@ -147,9 +173,7 @@ def im2col_gemm(
     out = np.empty((oh * ow * n, weights.shape[0]), dtype=x.dtype)
     for rows in row_blocks(oh, (k + 1) * ow * n * x.itemsize):
         block = cols[:, rows.start * ow * n : rows.stop * ow * n]
-        block[:k].reshape(c, *kernel, rows.stop - rows.start, ow, n)[...] = patches(
-            xt, kernel, stride, rows, ow
-        )
+        gather(xt, kernel, stride, rows, ow, block[:k])
         np.matmul(block.T, weights.T, out=out[rows.start * ow * n : rows.stop * ow * n])
     return cols, out
 

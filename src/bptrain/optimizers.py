@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from . import kernels
 from .errors import ConfigError
 from .registry import Registry
 
@@ -334,6 +335,27 @@ class Adam(Optimizer):
         self.beta2 = _in_range(beta2, "beta2", 0, 1)
         self.eps = _positive(eps, "eps")
 
+    def update_one(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
+        """With the compiled loops: the whole parameter in one fused sweep (the same bits as
+        the blocked ufuncs of `step`, a third of the memory traffic, split over the threads).
+        """
+        fast = kernels.compiled()
+        m, v = (self.slot(name, slot, param) for slot in self.slots)
+        arrays = (param, grad, m, v)
+        if fast is None or not all(a.flags.c_contiguous for a in arrays):
+            super().update_one(name, param, grad)
+            return
+        f = param.dtype.type
+        b1, b2 = f(self.beta1), f(self.beta2)
+        root, rate = self._corrections(f)
+        flat = [a.reshape(-1) for a in arrays]
+        fast.adam_step(*flat, b1, b2, 1 - b1, 1 - b2, root, f(self.eps), rate)
+
+    def _corrections(self, f: type) -> tuple[np.floating, np.floating]:
+        """The bias corrections as two scalars: 1 / sqrt(1 - b2^t) and lr / (1 - b1^t)."""
+        c1, c2 = 1 - self.beta1**self.steps, 1 - self.beta2**self.steps
+        return f(1 / math.sqrt(c2)), f(self.lr / c1)
+
     def step(self, param: Array, grad: Array, state: list[Array], scratch: Scratch) -> None:
         f = param.dtype.type
         b1, b2 = f(self.beta1), f(self.beta2)
@@ -346,11 +368,11 @@ class Adam(Optimizer):
         work *= grad
         v += work
         # Bias corrections folded into scalars: sqrt(v / c2) = sqrt(v) / sqrt(c2).
-        c1, c2 = 1 - self.beta1**self.steps, 1 - self.beta2**self.steps
+        root, rate = self._corrections(f)
         denom = np.sqrt(v, out=work)
-        denom *= f(1 / math.sqrt(c2))
+        denom *= root
         denom += f(self.eps)
-        np.multiply(m, f(self.lr / c1), out=change)
+        np.multiply(m, rate, out=change)
         change /= denom
         param -= change
 
