@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .functional import labels_of
-from .layers import LAYERS, Layer, MaxPool2D, Relu, Shape
+from .layers import LAYERS, Layer, MaxPool2D, Relu, Shape, fused
 from .losses import LOSSES, Loss
 
 
@@ -45,6 +45,10 @@ class Network:
         if self.first_trained is not None:
             self.layers[self.first_trained].skip_input_grad = True
         self.order = self._execution_order()
+        # BatchNorm -> max-pool pairs that train as one pass each way (layers/fused.py), and
+        # the pools of those that the last forward ran fused (their backward must be too).
+        self.fused = fused.pairs(self.layers, self.order)
+        self._ran_fused: set[int] = set()
 
     def _execution_order(self) -> list[int]:
         """The configured order, except that a ReLU directly before a max-pool runs after it.
@@ -138,8 +142,18 @@ class Network:
     def predict(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         """Scores before softmax (the seed: inference needs no softmax)."""
         x = np.asarray(x, dtype=self.dtype)
-        for i in self.order:
-            x = self.layers[i].forward(x, train=train)
+        self._ran_fused = set()
+        k = 0
+        while k < len(self.order):
+            i = self.order[k]
+            pool = self.fused.get(i)
+            if pool is not None:
+                out = fused.forward(self.layers[i], self.layers[pool], x, train)
+                if out is not None:
+                    x, k = out, k + 2
+                    self._ran_fused.add(pool)
+                    continue
+            x, k = self.layers[i].forward(x, train=train), k + 1
         return x
 
     def loss(self, x: np.ndarray, t: np.ndarray, train: bool = False) -> float:
@@ -154,8 +168,14 @@ class Network:
         # ReLU/max-pool pairs have none, so the first trained layer keeps its position).
         stop = 0 if input_grad or self.first_trained is None else self.first_trained
         grad: np.ndarray | None = self.loss_layer.backward(dout)
-        for i in reversed(self.order[stop:]):
-            grad = self.layers[i].backward(grad)
+        order = self.order[stop:]
+        k = len(order) - 1
+        while k >= 0:
+            i = order[k]
+            if i in self._ran_fused and k > 0:  # a fused pool: its BatchNorm comes before it
+                grad, k = fused.backward(self.layers[order[k - 1]], self.layers[i], grad), k - 2
+                continue
+            grad, k = self.layers[i].backward(grad), k - 1
         return grad
 
     def gradient(self, x: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:

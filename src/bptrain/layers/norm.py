@@ -179,6 +179,27 @@ class BatchNorm(Layer):
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         x = _channels_innermost(x)
+        scale = self.prepare(x, train)
+        out = np.empty_like(x)  # x's memory order, so _wide(out) matches _wide(x) row for row
+        fast = kernels.compiled()
+        if fast is not None:
+            fast.scale_shift(_rows(x), self.mean, scale, self.params["beta"], _rows(out))
+            return out
+        xw, ow = _wide(x), _wide(out)
+        mean_w, scale_w = _widen(self.mean, xw), _widen(scale, xw)
+        beta_w = _widen(self.params["beta"], xw)
+        for rows in _tiles(xw):
+            o = ow[rows]
+            np.subtract(xw[rows], mean_w, out=o)  # (x - mean) * gamma / std + beta
+            o *= scale_w
+            o += beta_w
+        return out
+
+    def prepare(self, x: np.ndarray, train: bool) -> np.ndarray:
+        """Everything forward does before normalizing channels-innermost `x`: the statistics
+        (the batch's, folded into the running ones, or the running ones) and what backward
+        keeps. Returns the per-channel scale gamma / std; y = (x - mean) * scale + beta.
+        """
         fast = kernels.compiled()
         xw = _wide(x)  # (M / R, R * C) view
         c, one = x.shape[1], x.dtype.type(1)
@@ -202,20 +223,7 @@ class BatchNorm(Layer):
         # Kept for backward, which recomputes x - mean tile by tile from x itself (layers
         # never write into their inputs): cheaper than storing a normalized copy.
         self.x, self.mean, self.std, self.batch_stats = x, mean.copy(), std, train
-        out = np.empty_like(x)  # x's memory order, so _wide(out) matches xw row for row
-        scale = self.params["gamma"] * (one / std)
-        if fast is not None:
-            fast.scale_shift(_rows(x), self.mean, scale, self.params["beta"], _rows(out))
-            return out
-        ow = _wide(out)
-        mean_w, scale_w = _widen(mean, xw), _widen(scale, xw)
-        beta_w = _widen(self.params["beta"], xw)
-        for rows in _tiles(xw):
-            o = ow[rows]
-            np.subtract(xw[rows], mean_w, out=o)  # (x - mean) * gamma / std + beta
-            o *= scale_w
-            o += beta_w
-        return out
+        return self.params["gamma"] * (one / std)
 
     @staticmethod
     def _centered_squares(xw: np.ndarray, mean_w: np.ndarray, c: int) -> np.ndarray:
@@ -249,22 +257,10 @@ class BatchNorm(Layer):
             dbeta, dxc = self._gradient_sums(xw, dw, mean_w, c)
         else:
             dbeta, dxc = fast.gradient_sums(_rows(x), self.mean, _rows(dout))
-        self.grads["beta"][...] = dbeta
-        self.grads["gamma"][...] = dxc / self.std  # sum(dout * xhat), xhat = (x - mean) / std
-        scale = self.params["gamma"] / self.std  # (C,)
-        if not self.batch_stats:
+        scale, q, p = self.gradient_factors(dbeta, dxc, dout.dtype)
+        if q is None:
             # The running statistics are constants: the layer is affine in x.
             return dout * _per_channel(scale, dout)
-        # Backprop through mean and variance (m values per channel):
-        # dx = gamma / std * (dout - (sum(dout) + xhat * sum(dout * xhat)) / m),
-        # evaluated per tile as ((x - mean) * q + dout + p) * gamma / std with per-channel
-        # q = -sum(dout * xhat) / (m * std) and p = -sum(dout) / m.
-        m = dout.dtype.type(dout.size // c)
-        dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
-        if self.sync is not None:  # the whole batch's sums; grads stay this rank's share
-            total = self.sync(np.concatenate([dgamma, dbeta]))
-            dgamma, dbeta, m = total[:c], total[c:], self.m
-        q, p = -dgamma / (m * self.std), -dbeta / m
         dx = np.empty_like(x, dtype=dout.dtype)
         if fast is not None:
             fast.batch_norm_dx(_rows(x), self.mean, _rows(dout), q, p, scale, _rows(dx))
@@ -279,6 +275,30 @@ class BatchNorm(Layer):
             d += p_w
             d *= scale_w
         return dx
+
+    def gradient_factors(
+        self, dbeta: np.ndarray, dxc: np.ndarray, dtype: np.dtype
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Set the parameter gradients from the per-channel sum(dout) and sum(dout * (x -
+        mean)); return (scale, q, p) for dx = ((x - mean) * q + dout + p) * scale, or
+        (scale, None, None) under running statistics, where dx = dout * scale.
+        """
+        c = self.x.shape[1]
+        self.grads["beta"][...] = dbeta
+        self.grads["gamma"][...] = dxc / self.std  # sum(dout * xhat), xhat = (x - mean) / std
+        scale = self.params["gamma"] / self.std  # (C,)
+        if not self.batch_stats:
+            return scale, None, None
+        # Backprop through mean and variance (m values per channel):
+        # dx = gamma / std * (dout - (sum(dout) + xhat * sum(dout * xhat)) / m),
+        # evaluated per tile as ((x - mean) * q + dout + p) * gamma / std with per-channel
+        # q = -sum(dout * xhat) / (m * std) and p = -sum(dout) / m.
+        m = dtype.type(self.x.size // c)
+        dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
+        if self.sync is not None:  # the whole batch's sums; grads stay this rank's share
+            total = self.sync(np.concatenate([dgamma, dbeta]))
+            dgamma, dbeta, m = total[:c], total[c:], self.m
+        return scale, -dgamma / (m * self.std), -dbeta / m
 
     @staticmethod
     def _gradient_sums(

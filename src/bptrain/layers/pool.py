@@ -54,7 +54,7 @@ def _tile_rows(out_rows: int, bytes_per_row: int) -> int:
     return min(out_rows, max(1, TILE_BYTES // max(bytes_per_row, 1)))
 
 
-def _index_type(count: int) -> np.dtype:
+def index_type(count: int) -> np.dtype:
     """The smallest unsigned integer type that holds indices 0 .. count - 1."""
     return np.min_scalar_type(max(count - 1, 0))
 
@@ -145,12 +145,12 @@ class MaxPool2D(_Pool2D):
         self.arg = None  # the compiled loop's one argmax per window, when it ran
         if fast is not None and planes is not None:
             out_planes = np.empty((oh, ow, n * c), dtype=x.dtype)
-            self.arg = np.empty(out_planes.shape, dtype=_index_type(s * s))
+            self.arg = np.empty(out_planes.shape, dtype=index_type(s * s))
             fast.max_pool(planes, s, out_planes, self.arg)
             return out_planes.reshape(oh, ow, n, c).transpose(2, 3, 0, 1)
         out = np.empty_like(x, shape=(n, c, oh, ow))  # empty_like keeps x's memory order
-        self.col_arg = np.empty_like(x, shape=(n, c, oh * s, ow), dtype=_index_type(s))
-        self.row_arg = np.empty_like(out, dtype=_index_type(s))
+        self.col_arg = np.empty_like(x, shape=(n, c, oh * s, ow), dtype=index_type(s))
+        self.row_arg = np.empty_like(out, dtype=index_type(s))
         step, tiles = self._tiles(x)
         row_max = np.empty_like(x, shape=(n, c, step * s, ow))  # one tile's row maxima
         for rows, tile in tiles:
@@ -164,7 +164,7 @@ class MaxPool2D(_Pool2D):
         hw = self._out_hw(x)
         out = window(x, 0, 0, self.stride, hw).copy()  # (N, C, OH, OW), C-contiguous
         # Index of the winning kernel offset per output; one byte covers windows up to 16x16.
-        self.arg = np.empty(out.shape, dtype=_index_type(self.size * self.size))
+        self.arg = np.empty(out.shape, dtype=index_type(self.size * self.size))
         candidates = [window(x, i, j, self.stride, hw) for _, i, j in offsets((self.size,) * 2)]
         _first_max(candidates, out, self.arg)
         return out

@@ -1,0 +1,125 @@
+"""BatchNorm -> max-pool run fused (layers/fused.py) against the same layers one by one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bptrain import gradcheck, kernels
+from bptrain.network import Network
+
+pytest.importorskip("numba", reason="the fused passes are compiled loops (the fast extra)")
+
+
+def block(pool: int = 2, kernel: int = 3) -> list[dict]:
+    """conv -> BatchNorm -> ReLU -> max-pool -> affine: the conv presets' block."""
+    return [
+        {"type": "conv2d", "filters": 2, "kernel": kernel, "padding": "same"},
+        {"type": "batch_norm", "momentum": 0.8},
+        {"type": "relu"},
+        {"type": "max_pool2d", "size": pool},
+        {"type": "flatten"},
+        {"type": "affine", "units": 3},
+    ]
+
+
+@pytest.fixture(autouse=True)
+def compiled_loops(monkeypatch):
+    """Every test starts with the compiled loops loaded (a test may switch them off)."""
+    monkeypatch.setattr(kernels, "_loaded", [])
+    assert kernels.compiled() is not None
+
+
+def twins(specs, input_shape, dtype=np.float32) -> tuple[Network, Network]:
+    """Two identical networks with compiled loops, the second never fusing."""
+    nets = [
+        Network.from_specs(specs, input_shape, rng=np.random.default_rng(1), dtype=dtype)
+        for _ in range(2)
+    ]
+    nets[1].fused = {}
+    return nets[0], nets[1]
+
+
+def train_steps(net: Network, x, t, steps: int = 3) -> list:
+    """Loss, scores, gradients and statistics of a few plain SGD steps on one batch."""
+    seen = []
+    for _ in range(steps):
+        loss, scores = net.gradient(x, t)
+        seen.append((loss, scores.copy(), {k: g.copy() for k, g in net.grads.items()}))
+        for name, param in net.params.items():
+            param -= param.dtype.type(0.05) * net.grads[name]
+    seen.append({k: b.copy() for k, b in net.buffers.items()})
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("pool", "hw", "values"),
+    [
+        (2, (8, 8), "normal"),
+        (2, (7, 9), "normal"),  # rows and columns no window reaches
+        (3, (9, 8), "ties"),  # few distinct values: windows full of ties
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_training_is_the_unfused_training_bit_for_bit(pool, hw, values, dtype) -> None:
+    rng = np.random.default_rng(2)
+    shape = (6, 2, *hw)
+    x = rng.standard_normal(shape) if values == "normal" else rng.integers(0, 2, shape)
+    x, t = x.astype(dtype), rng.integers(0, 3, 6)
+    fused, plain = twins(block(pool, kernel=1 if values == "ties" else 3), (2, *hw), dtype)
+    if values == "ties":  # an identity conv: BatchNorm sees the 0/1 images, ties everywhere
+        for net in (fused, plain):
+            net.params["0.W"][...] = np.eye(2).reshape(2, 2, 1, 1)
+    assert fused.fused == {1: 3}  # BatchNorm 1 runs right before max-pool 3 (ReLU after it)
+    got, expected = train_steps(fused, x, t), train_steps(plain, x, t)
+    assert fused._ran_fused == {3} and plain._ran_fused == set()
+    for (loss_a, scores_a, grads_a), (loss_b, scores_b, grads_b) in zip(
+        got[:-1], expected[:-1], strict=True
+    ):
+        assert loss_a == loss_b and np.array_equal(scores_a, scores_b)
+        for name in grads_b:
+            assert np.array_equal(grads_a[name], grads_b[name]), name
+    for name in expected[-1]:
+        assert np.array_equal(got[-1][name], expected[-1][name]), name
+    assert any(np.any(g != 0) for g in got[0][2].values())  # the gradients are not all zero
+
+
+def test_fused_pair_passes_the_gradient_check() -> None:
+    fused, _ = twins(block(), (2, 6, 6), np.float64)
+    rng = np.random.default_rng(3)
+    x, t = rng.standard_normal((5, 2, 6, 6)), rng.integers(0, 3, 5)
+    report = gradcheck.check_network(fused, x, t, coords=8, rng=rng)
+    assert fused._ran_fused == {3}
+    assert report.ok, report.to_record()
+
+
+def test_inference_and_other_layouts_run_the_layers_one_by_one() -> None:
+    fused, plain = twins(block(), (2, 6, 6))
+    x = np.random.default_rng(4).standard_normal((4, 2, 6, 6)).astype(np.float32)
+    fused.gradient(x, np.zeros(4, dtype=np.int64))  # running statistics worth using
+    plain.gradient(x, np.zeros(4, dtype=np.int64))
+    assert np.array_equal(fused.predict(x), plain.predict(x))
+    assert fused._ran_fused == set()  # inference: no backward follows, nothing to fuse
+    # BatchNorm on the input images themselves: C-order memory, not a conv's pixel-major.
+    net, _ = twins([{"type": "batch_norm"}, *block()[3:]], (2, 6, 6))
+    assert net.fused == {0: 1}
+    net.gradient(x, np.zeros(4, dtype=np.int64))
+    assert net._ran_fused == set()
+
+
+def test_numpy_kernels_never_fuse(monkeypatch) -> None:
+    monkeypatch.setattr(kernels, "_loaded", [None])
+    net = Network.from_specs(block(), (2, 6, 6), rng=np.random.default_rng(1))
+    x = np.random.default_rng(5).standard_normal((4, 2, 6, 6)).astype(np.float32)
+    net.gradient(x, np.zeros(4, dtype=np.int64))
+    assert net.fused == {1: 3} and net._ran_fused == set()
+
+
+def test_only_a_batch_norm_right_before_a_disjoint_max_pool_is_paired() -> None:
+    overlapping = block()
+    overlapping[3] = {"type": "max_pool2d", "size": 3, "stride": 1}
+    average = block()
+    average[3] = {"type": "avg_pool2d", "size": 2}
+    for specs in (overlapping, average):
+        net = Network.from_specs(specs, (2, 6, 6), rng=np.random.default_rng(1))
+        assert net.fused == {}
