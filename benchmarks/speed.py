@@ -7,10 +7,12 @@ Times one training epoch (batch 100, float32) of each network below, median of -
 with bptrain's real network, optimizer, metrics and a progress bar (drawn to /dev/null);
 evaluation throughput; loading the dataset from the cache; peak memory of a full-size training
 run. When PyTorch is installed (not a dependency: `pip install torch==2.13.0`), the same networks
-run in PyTorch eager in the same process and the table shows bptrain time / PyTorch time.
+run in PyTorch eager in the same process, epochs of the two taking turns (a slow spell of a
+shared machine then hits both), and the table shows bptrain time / PyTorch time.
 Uses the real Fashion-MNIST beside the repository when present, random data of the same shape
 otherwise. `--threads 1,2` (the default) times every network at each thread count in turn
-(NumPy's BLAS through threadpoolctl, torch.set_num_threads), one table per count; 0 keeps the
+(NumPy's BLAS through threadpoolctl, bptrain's compiled loops, torch.set_num_threads), one
+table per count; 0 keeps the
 environment's (OPENBLAS_NUM_THREADS, ...). The JSON records the count of each pass.
 """
 
@@ -18,16 +20,20 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from bptrain import kernels
 from bptrain.config import load_config
 from bptrain.network import Network
 from bptrain.optimizers import OPTIMIZERS
@@ -36,6 +42,28 @@ from bptrain.train import fit
 from common import ROOT, fashion_dir, machine, median_time, mnist_shaped, update_readme, write_json
 
 AFFINE = "affine"
+# The environment the PyTorch worker starts with: this process's before bptrain's compiled
+# loops load (they set OMP_WAIT_POLICY for their own runtime, not for PyTorch's).
+WORKER_ENV = dict(os.environ)
+
+
+@dataclass
+class Runner:
+    """A network's epoch, which returns its own wall time, and what to measure after."""
+
+    epoch: Callable[[], float]
+    finish: Callable[[int], dict]
+
+
+def timed(fn: Callable[[], object]) -> Callable[[], float]:
+    """fn, returning the seconds it took."""
+
+    def run() -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    return run
 
 
 @dataclass
@@ -97,7 +125,8 @@ class _NullProgress:
             self.bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
 
 
-def time_bptrain(bench: Bench, data, repeats: int) -> dict:
+def bptrain_runner(bench: Bench, data) -> Runner:
+    """One bptrain training epoch of `bench` to time, and its evaluation figures after."""
     x, t, x_test, t_test = data
     rng = np.random.default_rng(0)
     net = Network.from_specs(bench.layers, x.shape[1:], rng=rng, num_classes=10)
@@ -108,14 +137,14 @@ def time_bptrain(bench: Bench, data, repeats: int) -> dict:
     def epoch() -> None:
         fit(net, opt, train, epochs=1, batch_size=100, rng=rng, on_batch=progress)
 
-    seconds, runs = median_time(epoch, repeats)
-    eval_seconds, _ = median_time(lambda: net.evaluate(x_test, t_test, 1000), repeats)
-    return {
-        "seconds": seconds,
-        "runs": runs,
-        "eval_samples_per_second": x_test.shape[0] / eval_seconds,
-        "test_accuracy_after_timing": net.accuracy(x_test, t_test),
-    }
+    def finish(repeats: int) -> dict:
+        eval_seconds, _ = median_time(lambda: net.evaluate(x_test, t_test, 1000), repeats)
+        return {
+            "eval_samples_per_second": x_test.shape[0] / eval_seconds,
+            "test_accuracy_after_timing": net.accuracy(x_test, t_test),
+        }
+
+    return Runner(timed(epoch), finish)
 
 
 def time_gemms(bench: Bench, data, repeats: int) -> float:
@@ -205,11 +234,9 @@ def _pair(value) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
 
 
-def time_torch(bench: Bench, data, repeats: int) -> dict | None:
-    try:
-        import torch
-    except ImportError:
-        return None
+def torch_runner(bench: Bench, data) -> Runner:
+    """The same epoch in PyTorch eager (in the worker process, see TorchWorker)."""
+    import torch
     import torch.nn.functional as F
 
     x, t, x_test, _t_test = data
@@ -224,6 +251,7 @@ def time_torch(bench: Bench, data, repeats: int) -> dict | None:
     n = X.shape[0]
 
     def epoch() -> None:
+        model.train()
         perm = torch.randperm(n)
         loss_sum, correct = 0.0, 0
         for start in range(0, n, 100):
@@ -237,7 +265,6 @@ def time_torch(bench: Bench, data, repeats: int) -> dict | None:
             loss_sum += loss.item() * len(idx)  # the same per-batch metrics bptrain keeps
             correct += int((out.argmax(1) == tb).sum())
 
-    seconds, runs = median_time(epoch, repeats)
     Xt = torch.from_numpy(x_test)
 
     def evaluate() -> None:
@@ -246,14 +273,94 @@ def time_torch(bench: Bench, data, repeats: int) -> dict | None:
             for start in range(0, Xt.shape[0], 1000):
                 model(Xt[start : start + 1000]).argmax(1)
 
-    eval_seconds, _ = median_time(evaluate, repeats)
-    return {
-        "seconds": seconds,
-        "runs": runs,
-        "version": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "eval_samples_per_second": Xt.shape[0] / eval_seconds,
-    }
+    def finish(repeats: int) -> dict:
+        eval_seconds, _ = median_time(evaluate, repeats)
+        return {
+            "version": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "eval_samples_per_second": Xt.shape[0] / eval_seconds,
+        }
+
+    return Runner(timed(epoch), finish)
+
+
+class TorchWorker:
+    """PyTorch in a process of its own, answering one JSON line per request.
+
+    Not in this process: PyTorch brings its own OpenMP runtime, and once it is loaded the
+    compiled loops' threads run on it with its settings (threads that spin after each loop,
+    not the sleeping ones bptrain asks for): a cnn epoch on two threads took 6 s instead of
+    1.2 s. No bptrain user has PyTorch in the process, so neither does the benchmark.
+    """
+
+    def __init__(self) -> None:
+        import subprocess
+
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--torch-worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=WORKER_ENV,
+        )
+
+    def ask(self, **request) -> dict:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"the PyTorch worker ended (exit {self.process.wait()})")
+        return json.loads(answer)
+
+    def runner(self, bench: Bench, threads: int) -> Runner:
+        self.ask(bench=bench.name, threads=threads)
+        return Runner(lambda: self.ask(epoch=True)["seconds"], lambda r: self.ask(finish=r))
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait()
+
+
+def torch_worker() -> None:
+    """The worker's side: requests on stdin, one JSON answer per line on stdout."""
+    import torch
+
+    _, data = mnist_shaped()
+    named = {b.name: b for b in benches()}
+    runner = None
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "bench" in request:
+            torch.set_num_threads(max(1, request["threads"]))
+            runner, answer = torch_runner(named[request["bench"]], data), {"ready": True}
+        elif "epoch" in request:
+            answer = {"seconds": runner.epoch()}
+        else:
+            answer = runner.finish(request["finish"])
+        print(json.dumps(answer), flush=True)
+
+
+def time_interleaved(runners: dict[str, Runner | None], repeats: int) -> dict[str, dict | None]:
+    """Each runner's median epoch, the runners taking turns (A B A B ...) after one warm-up
+    epoch each: on a shared machine a slow spell then slows both sides, not the one that
+    happened to run during it, so their ratio stays fair."""
+    active = {name: r for name, r in runners.items() if r is not None}
+    times: dict[str, list[float]] = {name: [] for name in active}
+    for runner in active.values():
+        runner.epoch()
+    for _ in range(repeats):
+        for name, runner in active.items():
+            times[name].append(runner.epoch())
+    results: dict[str, dict | None] = {name: None for name in runners}
+    for name, runner in active.items():
+        results[name] = {
+            "seconds": statistics.median(times[name]),
+            "runs": times[name],
+            **runner.finish(repeats),
+        }
+    return results
 
 
 # --- loading and memory ----------------------------------------------------------------------
@@ -416,18 +523,20 @@ def set_threads(count: int) -> None:
 
     threadpool_limits(limits=count)  # applies at once, until the next call
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(count)
-    if importlib.util.find_spec("torch") is not None:
-        import torch
+    # The compiled loops (the fast extra) take BLAS's count when they load; after that they
+    # are told, as `bptrain train --threads N` tells them.
+    kernels.set_threads(count)
 
-        torch.set_num_threads(count)
 
-
-def time_pass(names: str | None, data, repeats: int) -> list[Bench]:
+def time_pass(
+    names: str | None, data, repeats: int, worker: TorchWorker | None, threads: int
+) -> list[Bench]:
     """Every network timed once in bptrain, PyTorch and as bare GEMMs, at the current threads."""
     rows = [b for b in benches() if not names or names in b.name]
     for b in rows:
-        b.results["bptrain"] = time_bptrain(b, data, repeats)
-        b.results["torch"] = time_torch(b, data, repeats)
+        torch = worker.runner(b, threads) if worker is not None else None
+        runners = {"bptrain": bptrain_runner(b, data), "torch": torch}
+        b.results.update(time_interleaved(runners, repeats))
         b.results["gemm_seconds"] = time_gemms(b, data, repeats)
         print(
             f"{blas_threads()} thread(s), {b.name}: {b.results['bptrain']['seconds']:.3f} s, "
@@ -448,7 +557,11 @@ def main() -> None:
         help="comma-separated BLAS and PyTorch thread counts, one table each (default 1,2; "
         "0 keeps the environment's)",
     )
+    parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.torch_worker:
+        torch_worker()
+        return
     counts = [int(c) for c in args.threads.split(",") if c.strip()]
     set_threads(counts[0])
     # Memory first, before this process imports torch or loads data (see peak_mib).
@@ -457,9 +570,15 @@ def main() -> None:
     print(f"data: {source}", file=sys.stderr)
     extra = {"load_seconds": time_loading(args.repeats), "memory": memory}
     passes = []
-    for count in counts:
-        set_threads(count)
-        passes.append((blas_threads(), time_pass(args.only, data, args.repeats)))
+    worker = TorchWorker() if importlib.util.find_spec("torch") is not None else None
+    try:
+        for count in counts:
+            set_threads(count)
+            threads = blas_threads() or count
+            passes.append((threads, time_pass(args.only, data, args.repeats, worker, threads)))
+    finally:
+        if worker is not None:
+            worker.close()
     report = "\n\n".join(
         f"{threads} BLAS and PyTorch thread(s):\n\n{table(rows, extra)}" for threads, rows in passes
     )

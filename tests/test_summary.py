@@ -36,12 +36,15 @@ def test_activation_memory_is_what_the_layers_keep(config_file):
     )
 
 
-def test_conv_layers_count_their_im2col_buffers():
+def test_conv_layers_count_the_input_they_keep():
     record = records(invoke("summary", "cnn", "--json").stdout)[0]
     conv = record["layers"][0]
-    # Its im2col matrix, float32: one 5x5 patch per output pixel (24x24) plus the row of ones
-    # that carries the bias (conv2d keeps no other copy of its input).
-    assert conv["activation_bytes_per_sample"] == 4 * 24 * 24 * (25 + 1)
+    # Its input in the pixel-major copy it gathers the im2col columns from, float32: one
+    # 28x28 channel (backward gathers the 24x24 patches of 5x5 again; it keeps no columns).
+    assert conv["activation_bytes_per_sample"] == 4 * 28 * 28
+    deep = records(invoke("summary", "cnn-deep", "--json").stdout)[0]
+    # cnn-deep's second conv: 32 channels of 14x14, zero-padded to 16x16 for 'same'.
+    assert deep["layers"][4]["activation_bytes_per_sample"] == 4 * 32 * 16 * 16
 
 
 def test_a_checkpoints_summary_matches_its_arrays(tmp_path, config_file):

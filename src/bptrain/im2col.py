@@ -9,9 +9,10 @@ pooling window combines lie in separate runs of N*F contiguous values, which is 
 pooling fast (see MaxPool2D). This is the transpose of the book's (N*OH*OW, C*KH*KW), with
 the pixel axes moved outward.
 
-Conv2D uses the blocked forms, im2col_gemm and gemm_col2im: the same columns and the same
+Conv2D uses the blocked forms, im2col_gemm and conv_gradients: the same columns and the same
 sums, a block of output rows at a time, so that each block's columns are still in cache when
-the next step reads them. im2col and col2im are the whole-batch forms (and the tests').
+the next step reads them; the backward gathers them again instead of keeping them. im2col
+and col2im are the whole-batch forms (and the tests').
 
 With the `fast` extra the gather and the sums run as compiled loops split over the threads
 (compiled.gather_patches, scatter_patches; NumPy runs them on one thread whatever BLAS has).
@@ -67,9 +68,9 @@ def pixel_major(x: np.ndarray, pad: Pair) -> np.ndarray:
 
 
 # Convolutions run in blocks of output rows whose columns (about this many bytes) stay in the
-# L2/L3 cache between the gather or GEMM that writes them and the GEMM or scatter that reads
-# them: for the cnn-deep preset's second conv (batch 100) the forward drops from 14.1 to 12.3
-# ms and dx from 14.5 to 12.1 ms, the time of writing 22 MB of columns out and reading them in.
+# L2/L3 cache between the gather that writes them and the GEMMs that read them, so the columns
+# never travel to memory and back: writing the cnn-deep preset's second conv's 22 MB of
+# columns (batch 100) out and reading them in twice cost more than gathering them twice.
 BLOCK_BYTES = 2 << 20
 
 
@@ -154,55 +155,78 @@ def im2col(
     return cols
 
 
+def _column_buffer(k: int, blocks: list[slice], ow: int, n: int, dtype: np.dtype) -> np.ndarray:
+    """One block's (K + 1, R*OW*N) columns, reused block after block; the last row is the
+    ones that carry the bias."""
+    cols = np.empty((k + 1, (blocks[0].stop - blocks[0].start) * ow * n), dtype=dtype)
+    cols[k] = 1
+    return cols
+
+
 def im2col_gemm(
     x: np.ndarray, weights: np.ndarray, kernel: Pair, stride: int, pad: Pair
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(cols, out): im2col(x, ..., ones_row=True) and cols.T @ weights.T, block by block.
+    """(xt, out): the padded pixel-major input and im2col(x, ..., ones_row=True).T @
+    weights.T, a block of output rows at a time.
 
     `weights` is (F, C*KH*KW + 1), the bias as the last column; out is (OH*OW*N, F), i.e.
-    (OH, OW, N, F) memory. Each block of output rows is gathered and multiplied while its
-    columns are still in cache; the columns are kept whole for the weight gradient.
+    (OH, OW, N, F) memory. Each block's columns are gathered into one reused buffer and
+    multiplied while still in cache; they are never all in memory at once (conv_gradients
+    gathers them again from xt, which is KH*KW times smaller).
     """
     n, c, h, w = x.shape
     oh = output_size(h, kernel[0], stride, pad[0])
     ow = output_size(w, kernel[1], stride, pad[1])
     xt = pixel_major(x, pad)
     k = c * kernel[0] * kernel[1]
-    cols = np.empty((k + 1, oh * ow * n), dtype=x.dtype)
-    cols[k] = 1  # the bias's row of ones
+    blocks = row_blocks(oh, (k + 1) * ow * n * x.itemsize)
+    buffer = _column_buffer(k, blocks, ow, n, x.dtype)
     out = np.empty((oh * ow * n, weights.shape[0]), dtype=x.dtype)
-    for rows in row_blocks(oh, (k + 1) * ow * n * x.itemsize):
-        block = cols[:, rows.start * ow * n : rows.stop * ow * n]
-        gather(xt, kernel, stride, rows, ow, block[:k])
-        np.matmul(block.T, weights.T, out=out[rows.start * ow * n : rows.stop * ow * n])
-    return cols, out
-
-
-def gemm_col2im(
-    dout2: np.ndarray,
-    W2: np.ndarray,
-    x_shape: tuple[int, ...],
-    kernel: Pair,
-    stride: int = 1,
-    pad: Pair = (0, 0),
-) -> np.ndarray:
-    """col2im(W2.T @ dout2.T, ...) block by block: the input gradient of a convolution.
-
-    dout2 is (OH*OW*N, F) and W2 (F, C*KH*KW); each block's columns are summed into the
-    padded gradient while still in cache. Returns (N, C, H, W) over (C, H, W, N) memory.
-    """
-    n, c, h, w = x_shape
-    (kh, kw), (ph, pw) = kernel, pad
-    oh, ow = output_size(h, kh, stride, ph), output_size(w, kw, stride, pw)
-    dxp = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=dout2.dtype)
-    blocks = row_blocks(oh, W2.shape[1] * ow * n * dout2.itemsize)
-    buffer = np.empty((W2.shape[1], (blocks[0].stop - blocks[0].start) * ow * n), dout2.dtype)
     for rows in blocks:
         span = slice(rows.start * ow * n, rows.stop * ow * n)
-        dcols = buffer[:, : span.stop - span.start]
-        np.matmul(W2.T, dout2[span].T, out=dcols)
-        add_patches(dxp, dcols, kernel, stride, rows, ow)
-    return dxp.transpose(3, 0, 1, 2)[:, :, ph : ph + h, pw : pw + w]
+        cols = buffer[:, : span.stop - span.start]
+        gather(xt, kernel, stride, rows, ow, cols[:k])
+        np.matmul(cols.T, weights.T, out=out[span])
+    return xt, out
+
+
+def conv_gradients(
+    xt: np.ndarray,
+    dout2: np.ndarray,
+    W2: np.ndarray,
+    kernel: Pair,
+    stride: int,
+    pad: Pair,
+    input_grad: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(grads, dx) of a convolution from its padded pixel-major input `xt` (im2col_gemm's).
+
+    dout2 is (OH*OW*N, F), W2 (F, C*KH*KW). grads is (C*KH*KW + 1, F): dW transposed, and
+    from the row of ones db in the last row; summed block by block, each block's columns
+    gathered again while the block's GEMMs read them from cache. dx (None unless
+    `input_grad`) is col2im(W2.T @ dout2.T), (N, C, H, W) over (C, H, W, N) memory.
+    """
+    c, hp, wp, n = xt.shape
+    (kh, kw), (ph, pw) = kernel, pad
+    oh, ow = output_size(hp, kh, stride), output_size(wp, kw, stride)
+    k = c * kh * kw
+    blocks = row_blocks(oh, (k + 1) * ow * n * xt.itemsize)
+    buffer = _column_buffer(k, blocks, ow, n, xt.dtype)
+    grads = np.zeros((k + 1, W2.shape[0]), dtype=dout2.dtype)
+    part = np.empty_like(grads)
+    dxp = np.zeros_like(xt, dtype=dout2.dtype) if input_grad else None
+    for rows in blocks:
+        span = slice(rows.start * ow * n, rows.stop * ow * n)
+        cols = buffer[:, : span.stop - span.start]
+        gather(xt, kernel, stride, rows, ow, cols[:k])
+        grads += np.matmul(cols, dout2[span], out=part)
+        if dxp is not None:
+            dcols = cols[:k]  # the gathered inputs are used; their buffer takes the gradient
+            np.matmul(W2.T, dout2[span].T, out=dcols)
+            add_patches(dxp, dcols, kernel, stride, rows, ow)
+    if dxp is None:
+        return grads, None
+    return grads, dxp.transpose(3, 0, 1, 2)[:, :, ph : hp - ph, pw : wp - pw]
 
 
 def col2im(

@@ -8,8 +8,9 @@ gradient reaching Conv2D.backward needs no copy to become the (OH*OW*N, F) GEMM 
 other layout still works, at the price of one copy.
 
 The GEMMs that write or read columns run a block of output rows at a time (im2col_gemm,
-gemm_col2im), so the columns are consumed while still in cache; the whole column matrix is
-still kept from forward to backward, for the weight gradient's single GEMM."""
+conv_gradients), so the columns are consumed while still in cache. Between forward and
+backward the layer keeps only its padded input (KH*KW times smaller than the columns), from
+which backward gathers each block's columns again."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from ..errors import ConfigError
-from ..im2col import Pair, gemm_col2im, im2col_gemm, output_size
+from ..im2col import Pair, conv_gradients, im2col_gemm, output_size
 from ..initializers import INITIALIZERS
 from .base import LAYERS, Layer, Shape
 from .image import check_fits, image_shape, pair, positive
@@ -91,12 +92,9 @@ class Conv2D(Layer):
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         n, _, h, w = x.shape
-        self.x_shape = x.shape
-        # cols (C*KH*KW + 1, OH*OW*N): the extra row of ones carries the bias through the GEMM,
-        # out (OH*OW*N, F); both computed a block of output rows at a time.
-        self.cols, out = im2col_gemm(
-            x, self._weights_and_bias(), self.kernel, self.stride, self.pad
-        )
+        # xt: the padded input as (C, H + 2*ph, W + 2*pw, N); out (OH*OW*N, F), from columns
+        # (C*KH*KW + 1, OH*OW*N) whose row of ones carries the bias through the GEMM.
+        self.xt, out = im2col_gemm(x, self._weights_and_bias(), self.kernel, self.stride, self.pad)
         oh = output_size(h, self.kernel[0], self.stride, self.pad[0])
         ow = output_size(w, self.kernel[1], self.stride, self.pad[1])
         # (OH*OW*N, F) -> (OH, OW, N, F) -> (N, F, OH, OW): views, memory stays pixel-major.
@@ -110,16 +108,16 @@ class Conv2D(Layer):
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         # (N, F, OH, OW) -> (OH*OW*N, F): a view when dout is pixel-major, else one copy.
         dout2 = dout.transpose(2, 3, 0, 1).reshape(-1, self.filters)
-        # One GEMM gives both gradients: (C*KH*KW + 1, F), dW transposed and, from the row
-        # of ones, db (the sum of dout over every output pixel) in its last row.
-        grads = self.cols @ dout2
+        W2 = self.params["W"].reshape(self.filters, -1)
+        # The same GEMMs give both gradients: (C*KH*KW + 1, F), dW transposed and, from the
+        # row of ones, db (the sum of dout over every output pixel) in its last row; and
+        # unless this is the first layer, dx = col2im(W2.T @ dout2.T).
+        grads, dx = conv_gradients(
+            self.xt, dout2, W2, self.kernel, self.stride, self.pad, not self.skip_input_grad
+        )
         self.grads["W"].reshape(self.filters, -1)[...] = grads[:-1].T
         self.grads["b"][...] = grads[-1]
-        if self.skip_input_grad:
-            return None
-        W2 = self.params["W"].reshape(self.filters, -1)
-        # col2im(W2.T @ dout2.T): the (C*KH*KW, OH*OW*N) column gradients, a block at a time.
-        return gemm_col2im(dout2, W2, self.x_shape, self.kernel, self.stride, self.pad)
+        return dx
 
     def __repr__(self) -> str:
         return (
