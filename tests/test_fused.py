@@ -84,6 +84,21 @@ def test_fused_training_is_the_unfused_training_bit_for_bit(pool, hw, values, dt
     assert any(np.any(g != 0) for g in got[0][2].values())  # the gradients are not all zero
 
 
+def test_before_a_conv_the_pooled_output_is_laid_out_as_the_conv_reads_it() -> None:
+    specs = [*block()[:4], {"type": "conv2d", "filters": 3, "kernel": 3}, *block()[4:]]
+    fused, plain = twins(specs, (2, 8, 8))
+    assert fused._fused_for_conv == {3}
+    rng = np.random.default_rng(6)
+    x, t = rng.standard_normal((5, 2, 8, 8)).astype(np.float32), rng.integers(0, 3, 5)
+    got, expected = train_steps(fused, x, t), train_steps(plain, x, t)
+    for (_, scores_a, grads_a), (_, scores_b, grads_b) in zip(got[:-1], expected[:-1], strict=True):
+        assert np.array_equal(scores_a, scores_b)
+        assert all(np.array_equal(grads_a[k], grads_b[k]) for k in grads_b)
+    relu = fused.layers[2]  # runs on the pooled output: (C, H, W, N) memory, like its mask
+    assert relu.mask.transpose(1, 2, 3, 0).flags.c_contiguous
+    assert twins(block(), (2, 8, 8))[0]._fused_for_conv == set()  # flatten next: C order
+
+
 def test_fused_pair_passes_the_gradient_check() -> None:
     fused, _ = twins(block(), (2, 6, 6), np.float64)
     rng = np.random.default_rng(3)

@@ -48,6 +48,9 @@ class Network:
         # BatchNorm -> max-pool pairs that train as one pass each way (layers/fused.py), and
         # the pools of those that the last forward ran fused (their backward must be too).
         self.fused = fused.pairs(self.layers, self.order)
+        self._fused_for_conv = {
+            pool for pool in self.fused.values() if fused.feeds_conv(self.layers, self.order, pool)
+        }
         self._ran_fused: set[int] = set()
 
     def _execution_order(self) -> list[int]:
@@ -148,7 +151,8 @@ class Network:
             i = self.order[k]
             pool = self.fused.get(i)
             if pool is not None:
-                out = fused.forward(self.layers[i], self.layers[pool], x, train)
+                for_conv = pool in self._fused_for_conv
+                out = fused.forward(self.layers[i], self.layers[pool], x, train, for_conv)
                 if out is not None:
                     x, k = out, k + 2
                     self._ran_fused.add(pool)
