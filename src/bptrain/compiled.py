@@ -48,6 +48,30 @@ def _column_totals(part):
     return total
 
 
+# A ReLU right after a disjoint max-pool (the network runs it there, see Network) can ride
+# in the pool's passes: relu(max) as the maximum is stored, and dout * mask as the gradient
+# is routed. `mask` None (no ReLU) removes the branch when numba compiles the caller.
+
+
+@njit(cache=True, inline="always")
+def _relu(v, mask, at, zero):
+    """Relu.forward's np.maximum(v, 0) (NaN and -0.0 pass unchanged), recording v > 0 in
+    mask[at]; v itself when mask is None. `zero` is 0 in v's dtype."""
+    if mask is None:
+        return v
+    mask[at] = v > 0
+    return v if v >= 0 or v != v else zero
+
+
+@njit(cache=True, inline="always")
+def _relu_grad(g, mask, at, zero):
+    """Relu.backward's g * mask[at] (so a negative g times False is -0.0, as in NumPy); g
+    when mask is None."""
+    if mask is None:
+        return g
+    return g if mask[at] else g * zero
+
+
 @njit(parallel=True, cache=True)
 def channel_sums(x):
     """(M, C) -> (C,) float64 column sums."""
@@ -124,9 +148,10 @@ def batch_norm_dx(x, mean, d, q, p, scale, dx):
 
 
 @njit(parallel=True, cache=True)
-def max_pool(x, size, out, arg):
+def max_pool(x, size, out, arg, mask=None):
     """Disjoint size x size windows over (H, W, P) x: out (OH, OW, P) maxima, arg the index
-    i * size + j of the first window pixel (row-major) that holds each maximum.
+    i * size + j of the first window pixel (row-major) that holds each maximum. With `mask`
+    (OH, OW, P) bools, a ReLU after the pool runs in the same pass (see _relu).
 
     The running maximum and argmax of a window row live in buffers local to the loop: LLVM
     cannot prove that views of `out` and `arg` do not overlap `x`, and left to write through
@@ -134,6 +159,7 @@ def max_pool(x, size, out, arg):
     buffers the compare-and-select over P vectorizes.
     """
     oh, ow, planes = out.shape
+    zero = out.dtype.type(0)
     for r in prange(oh):
         best = np.empty(planes, x.dtype)
         which = np.empty(planes, np.int32)
@@ -155,16 +181,18 @@ def max_pool(x, size, out, arg):
                         which[p] = k if v > best[p] else which[p]
                         best[p] = max(best[p], v)
             for p in range(planes):
-                out[r, col, p] = best[p]
+                out[r, col, p] = _relu(best[p], mask, (r, col, p), zero)
                 arg[r, col, p] = which[p]
 
 
 @njit(parallel=True, cache=True)
-def max_pool_dx(d, arg, size, dx):
+def max_pool_dx(d, arg, size, dx, mask=None):
     """The adjoint of max_pool: dx (H, W, P) gets d where arg points, zeros elsewhere
-    (rows and columns past the last whole window included)."""
+    (rows and columns past the last whole window included); with `mask`, d through the
+    fused ReLU's backward first (see _relu_grad)."""
     h, w, planes = dx.shape
     oh, ow = d.shape[0], d.shape[1]
+    zero = d.dtype.type(0)
     for y in prange(h):
         r, i = y // size, y % size
         for xcol in range(w):
@@ -175,7 +203,8 @@ def max_pool_dx(d, arg, size, dx):
                 continue
             k = i * size + j
             for p in range(planes):
-                dx[y, xcol, p] = d[r, col, p] if arg[r, col, p] == k else 0
+                g = _relu_grad(d[r, col, p], mask, (r, col, p), zero)
+                dx[y, xcol, p] = g if arg[r, col, p] == k else 0
 
 
 @njit(parallel=True, cache=True)
@@ -281,11 +310,13 @@ def ema_step(average, weights, rate):
 
 
 @njit(parallel=True, cache=True)
-def norm_max_pool(x, mean, scale, shift, size, out, arg):
+def norm_max_pool(x, mean, scale, shift, size, out, arg, mask=None):
     """x (H, W, N, C) -> out, arg (OH, OW, N, C): the maxima over disjoint size x size windows
-    of (x - mean) * scale + shift, and the index i * size + j of each window's first maximum.
+    of (x - mean) * scale + shift, and the index i * size + j of each window's first maximum;
+    with `mask` (OH, OW, N, C) bools, the ReLU after them (see _relu).
     """
     oh, ow, n, c = out.shape
+    zero = out.dtype.type(0)
     for window in prange(oh * ow):  # windows, not rows: 7 rows would split 4:3 on 2 threads
         r, col = window // ow, window % ow
         best = np.empty(c, x.dtype)
@@ -308,16 +339,16 @@ def norm_max_pool(x, mean, scale, shift, size, out, arg):
                         which[p] = k if v > best[p] else which[p]  # ties: earlier stays
                         best[p] = max(best[p], v)
             for p in range(c):
-                out[r, col, s, p] = best[p]
+                out[r, col, s, p] = _relu(best[p], mask, (r, col, s, p), zero)
                 arg[r, col, s, p] = which[p]
 
 
 @njit(parallel=True, cache=True)
-def pooled_gradient_sums(x, mean, d, arg, size):
-    """gradient_sums(x rows, mean, max_pool_dx(d)) for x (H, W, N, C), d and arg (OH, OW, N, C),
-    without the full-size gradient: the same rows, chunks and order, so the same bits. The
-    routed gradient of a pixel is d where it won its window, else 0 (past the last whole
-    window too), as max_pool_dx writes it.
+def pooled_gradient_sums(x, mean, d, arg, size, mask=None):
+    """gradient_sums(x rows, mean, max_pool_dx(d, mask)) for x (H, W, N, C), d and arg (OH,
+    OW, N, C), without the full-size gradient: the same rows, chunks and order, so the same
+    bits. The routed gradient of a pixel is d (through the fused ReLU's mask, when given)
+    where it won its window, else 0 (past the last whole window too), as max_pool_dx writes.
     """
     h, w, n, c = x.shape
     oh, ow = d.shape[0], d.shape[1]
@@ -341,7 +372,8 @@ def pooled_gradient_sums(x, mean, d, arg, size):
                 won = arg.dtype.type((y % size) * size + xcol % size)
                 for sample in range(first, last):
                     for j in range(c):
-                        dv = d[r, col, sample, j] if arg[r, col, sample, j] == won else zero
+                        g = _relu_grad(d[r, col, sample, j], mask, (r, col, sample, j), zero)
+                        dv = g if arg[r, col, sample, j] == won else zero
                         s[j] += dv
                         q[j] += dv * (x[y, xcol, sample, j] - mu[j])
             else:
@@ -356,7 +388,7 @@ def pooled_gradient_sums(x, mean, d, arg, size):
 
 
 @njit(parallel=True, cache=True)
-def norm_max_pool_dx(x, mean, d, arg, size, q, p, scale, dx):
+def norm_max_pool_dx(x, mean, d, arg, size, q, p, scale, dx, mask=None):
     """batch_norm_dx on the routed max-pool gradient (see pooled_gradient_sums): dx (H, W, N, C)
     = ((x - mean) * q + routed + p) * scale, pixel by pixel."""
     h, w, n, c = x.shape
@@ -375,5 +407,6 @@ def norm_max_pool_dx(x, mean, d, arg, size, q, p, scale, dx):
                     continue
                 dr, ar = d[r, col, sample], arg[r, col, sample]
                 for j in range(c):
-                    dv = dr[j] if ar[j] == won else zero
+                    g = _relu_grad(dr[j], mask, (r, col, sample, j), zero)
+                    dv = g if ar[j] == won else zero
                     out[j] = ((row[j] - mu[j]) * qc[j] + dv + pc[j]) * sc[j]

@@ -1,13 +1,16 @@
 """Which implementation the memory-bound layer passes use: compiled loops or NumPy.
 
-With the `fast` extra (numba) installed, BatchNorm and max-pooling run compiled loops
-(compiled.py) that do in one sweep what takes NumPy several ufunc passes; without it, or with
-BPTRAIN_KERNELS=numpy, they run NumPy code. Both compute the same function (tests compare
-them); their float rounding differs, so a resume is bit-exact only under the run's own choice.
+With the `fast` extra (numba) installed, the memory-bound passes run compiled loops
+(compiled.py) that do in one sweep, split over the threads, what takes NumPy several ufunc
+passes on one thread: BatchNorm, max-pooling, the two fused (layers/fused.py), the im2col
+gather and col2im sums of the convolutions, the Adam step and the weight average. Without it,
+or with BPTRAIN_KERNELS=numpy, they run NumPy code. Both compute the same function (tests
+compare them). The convolutions', Adam's and the average's loops give NumPy's very bits;
+BatchNorm's sums round differently, so a resume is bit-exact only under the run's own choice.
 
-numba is imported on the first call, not when bptrain is: commands that never run a
-BatchNorm or max-pool layer (and `bptrain --help`) do not pay for it. Compiled code is cached
-on disk (numba's cache=True), so only the first run on a machine compiles.
+numba is imported on the first call, not when bptrain is: commands that never run such a
+layer or optimizer (and `bptrain --help`) do not pay for it. Compiled code is cached on disk
+(numba's cache=True), so only the first run on a machine compiles.
 """
 
 from __future__ import annotations

@@ -45,13 +45,13 @@ class Network:
         if self.first_trained is not None:
             self.layers[self.first_trained].skip_input_grad = True
         self.order = self._execution_order()
-        # BatchNorm -> max-pool pairs that train as one pass each way (layers/fused.py), and
-        # the pools of those that the last forward ran fused (their backward must be too).
-        self.fused = fused.pairs(self.layers, self.order)
-        self._fused_for_conv = {
-            pool for pool in self.fused.values() if fused.feeds_conv(self.layers, self.order, pool)
+        # The order in steps; runs of several layers train as one pass each way when they
+        # can (layers/fused.py), and those the last forward ran so must go back so too.
+        self.steps = fused.plan(self.layers, self.order)
+        self._for_conv = {
+            step for step in self.steps if fused.feeds_conv(self.layers, self.order, step[-1])
         }
-        self._ran_fused: set[int] = set()
+        self._ran_fused: set[tuple[int, ...]] = set()
 
     def _execution_order(self) -> list[int]:
         """The configured order, except that a ReLU directly before a max-pool runs after it.
@@ -146,18 +146,16 @@ class Network:
         """Scores before softmax (the seed: inference needs no softmax)."""
         x = np.asarray(x, dtype=self.dtype)
         self._ran_fused = set()
-        k = 0
-        while k < len(self.order):
-            i = self.order[k]
-            pool = self.fused.get(i)
-            if pool is not None:
-                for_conv = pool in self._fused_for_conv
-                out = fused.forward(self.layers[i], self.layers[pool], x, train, for_conv)
+        for step in self.steps:
+            if len(step) > 1:
+                run = [self.layers[i] for i in step]
+                out = fused.forward(run, x, train, for_conv=step in self._for_conv)
                 if out is not None:
-                    x, k = out, k + 2
-                    self._ran_fused.add(pool)
+                    x = out
+                    self._ran_fused.add(step)
                     continue
-            x, k = self.layers[i].forward(x, train=train), k + 1
+            for i in step:
+                x = self.layers[i].forward(x, train=train)
         return x
 
     def loss(self, x: np.ndarray, t: np.ndarray, train: bool = False) -> float:
@@ -172,14 +170,14 @@ class Network:
         # ReLU/max-pool pairs have none, so the first trained layer keeps its position).
         stop = 0 if input_grad or self.first_trained is None else self.first_trained
         grad: np.ndarray | None = self.loss_layer.backward(dout)
-        order = self.order[stop:]
-        k = len(order) - 1
-        while k >= 0:
-            i = order[k]
-            if i in self._ran_fused and k > 0:  # a fused pool: its BatchNorm comes before it
-                grad, k = fused.backward(self.layers[order[k - 1]], self.layers[i], grad), k - 2
+        for step in reversed(self.steps):
+            if max(step) < stop:  # before the first trained layer (the order keeps it there)
+                break
+            if step in self._ran_fused:
+                grad = fused.backward([self.layers[i] for i in step], grad)
                 continue
-            grad, k = self.layers[i].backward(grad), k - 1
+            for i in reversed(step):
+                grad = self.layers[i].backward(grad)
         return grad
 
     def gradient(self, x: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:

@@ -1,19 +1,19 @@
-"""BatchNorm directly followed by a disjoint max-pool, run as one compiled pass each way.
+"""Runs of layers that train as one compiled pass each way: BatchNorm -> max-pool (-> ReLU),
+and max-pool -> ReLU.
 
 In the conv presets a BatchNorm's output (10 MB for cnn-deep's first block, batch 100) is
 written only for the max-pool to read it and keep a quarter; backward, the pool writes a
 full-size gradient, three quarters zeros, for BatchNorm to read twice. Memory traffic is what
-these passes cost, so the fused forward pools the normalized values as it computes them and
+these passes cost, so the fused forward pools the normalized values as it computes them, and
 the fused backward routes the pooled gradient on the fly: 10 MB written and 30 MB read fewer
-per block and step. The layers keep their parameters, gradients and statistics; every value
-goes through the unfused compiled loops' operations, so the results are the same bits (tests
-compare them). Used by Network while training with the compiled loops, on a pixel-major
-input (a conv output); anything else runs the two layers one after the other.
+per block and step. The ReLU after a pool (the network runs it there, on a quarter of the
+values) rides in the same passes. The layers keep their parameters, gradients, statistics and
+masks; every value goes through the unfused compiled loops' operations, so the results are
+the same bits (tests compare them). Network uses these runs while training with the compiled
+loops on a pixel-major input (a conv output); otherwise it runs the layers one by one.
 """
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 
@@ -22,26 +22,38 @@ from .base import Layer
 from .conv import Conv2D
 from .core import Relu
 from .norm import BatchNorm
-from .pool import MaxPool2D, index_type
+from .pool import MaxPool2D, _planes, index_type
 
 
-def pairs(layers: list[Layer], order: list[int]) -> dict[int, int]:
-    """{BatchNorm index: max-pool index} for each BatchNorm that runs right before a disjoint
-    max-pool (stride = size) in execution `order`."""
-    found = {}
-    for i, j in itertools.pairwise(order):
-        norm, pool = layers[i], layers[j]
-        if type(norm) is BatchNorm and type(pool) is MaxPool2D and pool.stride == pool.size:
-            found[i] = j
-    return found
+def _disjoint_pool(layer: Layer | None) -> bool:
+    return type(layer) is MaxPool2D and layer.stride == layer.size
 
 
-def feeds_conv(layers: list[Layer], order: list[int], pool: int) -> bool:
-    """Whether a conv2d is the next layer after max-pool `pool` and any ReLU (execution
-    order): then the pool's output is best laid out as the conv reads it (see forward)."""
-    rest = [layers[i] for i in order[order.index(pool) + 1 :]]
-    following = next((layer for layer in rest if type(layer) is not Relu), None)
-    return type(following) is Conv2D
+def plan(layers: list[Layer], order: list[int]) -> list[tuple[int, ...]]:
+    """The execution `order` in steps: (i,) for a layer on its own, (norm, pool[, relu]) or
+    (pool, relu) for a run that can go fused."""
+    at = [*order, None]  # at[k]: the layer index k-th in execution, None past the end
+    steps, k = [], 0
+    while k < len(order):
+        run = [order[k]]
+        if type(layers[run[0]]) is BatchNorm and _disjoint_pool(_layer(layers, at[k + 1])):
+            run.append(at[k + 1])
+        if _disjoint_pool(layers[run[-1]]) and type(_layer(layers, at[k + len(run)])) is Relu:
+            run.append(at[k + len(run)])
+        steps.append(tuple(run))
+        k += len(run)
+    return steps
+
+
+def _layer(layers: list[Layer], i: int | None) -> Layer | None:
+    return None if i is None else layers[i]
+
+
+def feeds_conv(layers: list[Layer], order: list[int], last: int) -> bool:
+    """Whether the layer after `last` in execution order is a conv2d: then a run ending
+    there lays its output out as the conv reads it (see forward)."""
+    position = order.index(last) + 1
+    return position < len(order) and type(layers[order[position]]) is Conv2D
 
 
 def _pixel_major(x: np.ndarray) -> np.ndarray | None:
@@ -53,42 +65,65 @@ def _pixel_major(x: np.ndarray) -> np.ndarray | None:
 
 
 def forward(
-    norm: BatchNorm, pool: MaxPool2D, x: np.ndarray, train: bool, for_conv: bool = False
+    run: list[Layer], x: np.ndarray, train: bool, for_conv: bool = False
 ) -> np.ndarray | None:
-    """pool.forward(norm.forward(x, train)) in one pass, or None when it cannot run fused
-    (inference, no compiled loops, or x not pixel-major): then run the layers themselves.
+    """The run's layers' forward passes in one, or None when it cannot go fused (inference,
+    no compiled loops, x not pixel-major): then run the layers themselves.
 
     The output is C order for a flatten -> affine after it; `for_conv` lays it out in
     (C, H, W, N) memory instead, the order a conv2d's im2col copy reads and its input
-    gradient comes back in, so the ReLU between them works on matching memory both ways
+    gradient comes back in, so a ReLU between them works on matching memory both ways
     (on mismatched memory its backward took 1.8 ms for 2.5 MB).
     """
     fast, planes = kernels.compiled(), _pixel_major(x)
     if not train or fast is None or planes is None:
         return None
-    scale = norm.prepare(x, train)
+    norm = run[0] if type(run[0]) is BatchNorm else None
+    pool, relu = run[1 if norm else 0], run[-1] if type(run[-1]) is Relu else None
     n, c = x.shape[:2]
     s, (oh, ow) = pool.size, pool._out_hw(x)
     out = np.empty((oh, ow, n, c), dtype=x.dtype)
     arg = np.empty(out.shape, dtype=index_type(s * s))
-    fast.norm_max_pool(planes, norm.mean, scale, norm.params["beta"], s, out, arg)
-    pool.x = None  # the normalized input was never made; backward() below needs only arg
+    mask = np.empty(out.shape, dtype=np.bool_) if relu else None
+    if norm is not None:
+        scale = norm.prepare(x, train)
+        fast.norm_max_pool(planes, norm.mean, scale, norm.params["beta"], s, out, arg, mask)
+        pool.x = None  # the normalized input was never made; backward() below needs only arg
+    else:
+        flat = (oh, ow, n * c)  # the compiled pool's own (H, W, N*C) planes
+        fast.max_pool(_planes(x), s, out.reshape(flat), arg.reshape(flat), _flat(mask))
+        pool.x = x
     pool.arg = arg.reshape(oh, ow, n * c)  # the compiled pool's own argmax planes
+    if relu is not None:
+        relu.mask = mask.transpose(2, 3, 0, 1)  # (N, C, OH, OW) view of the planes
     if for_conv:  # (OH, OW, N, C) -> (C, OH, OW, N) memory, as (N, C, OH, OW)
         return np.ascontiguousarray(out.transpose(3, 0, 1, 2)).transpose(3, 0, 1, 2)
     return np.ascontiguousarray(out.transpose(2, 3, 0, 1))  # one copy of the small output
 
 
-def backward(norm: BatchNorm, pool: MaxPool2D, dout: np.ndarray) -> np.ndarray:
-    """norm.backward(pool.backward(dout)) after a fused forward: dx in pixel-major memory."""
+def _flat(mask: np.ndarray | None) -> np.ndarray | None:
+    return None if mask is None else mask.reshape(mask.shape[0], mask.shape[1], -1)
+
+
+def backward(run: list[Layer], dout: np.ndarray) -> np.ndarray:
+    """The run's backward passes in one, after a fused forward: dx in pixel-major memory."""
     fast = kernels.compiled()
+    norm = run[0] if type(run[0]) is BatchNorm else None
+    pool, relu = run[1 if norm else 0], run[-1] if type(run[-1]) is Relu else None
+    mask = None if relu is None else relu.mask.transpose(2, 3, 0, 1)  # (OH, OW, N, C)
+    d = np.ascontiguousarray(dout.transpose(2, 3, 0, 1))  # (OH, OW, N, C)
+    arg = pool.arg.reshape(d.shape)
+    if norm is None:
+        n, c, h, w = pool.x.shape
+        dx = np.empty((h, w, n * c), dtype=d.dtype)
+        flat = (d.shape[0], d.shape[1], n * c)
+        fast.max_pool_dx(d.reshape(flat), pool.arg, pool.size, dx, _flat(mask))
+        return dx.reshape(h, w, n, c).transpose(2, 3, 0, 1)
     x = norm.x
     n, c, h, w = x.shape
     planes = x.transpose(2, 3, 0, 1)  # (H, W, N, C), contiguous (forward checked it)
-    d = np.ascontiguousarray(dout.transpose(2, 3, 0, 1))  # (OH, OW, N, C)
-    arg = pool.arg.reshape(d.shape)
-    dbeta, dxc = fast.pooled_gradient_sums(planes, norm.mean, d, arg, pool.size)
+    dbeta, dxc = fast.pooled_gradient_sums(planes, norm.mean, d, arg, pool.size, mask)
     scale, q, p = norm.gradient_factors(dbeta, dxc, d.dtype)
     dx = np.empty((h, w, n, c), dtype=d.dtype)
-    fast.norm_max_pool_dx(planes, norm.mean, d, arg, pool.size, q, p, scale, dx)
+    fast.norm_max_pool_dx(planes, norm.mean, d, arg, pool.size, q, p, scale, dx, mask)
     return dx.transpose(2, 3, 0, 1)
