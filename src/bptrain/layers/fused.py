@@ -88,11 +88,12 @@ def forward(
     if norm is not None:
         scale = norm.prepare(x, train)
         fast.norm_max_pool(planes, norm.mean, scale, norm.params["beta"], s, out, arg, mask)
-        pool.x = None  # the normalized input was never made; backward() below needs only arg
     else:
         flat = (oh, ow, n * c)  # the compiled pool's own (H, W, N*C) planes
         fast.max_pool(_planes(x), s, out.reshape(flat), arg.reshape(flat), _flat(mask))
-        pool.x = x
+    # backward() below needs only the pool's argmax planes and its input's shape: the pool
+    # keeps no input (with BatchNorm there was none; else it would hold the conv's output).
+    pool.x, pool.x_shape = None, x.shape
     pool.arg = arg.reshape(oh, ow, n * c)  # the compiled pool's own argmax planes
     if relu is not None:
         relu.mask = mask.transpose(2, 3, 0, 1)  # (N, C, OH, OW) view of the planes
@@ -114,7 +115,7 @@ def backward(run: list[Layer], dout: np.ndarray) -> np.ndarray:
     d = np.ascontiguousarray(dout.transpose(2, 3, 0, 1))  # (OH, OW, N, C)
     arg = pool.arg.reshape(d.shape)
     if norm is None:
-        n, c, h, w = pool.x.shape
+        n, c, h, w = pool.x_shape
         dx = np.empty((h, w, n * c), dtype=d.dtype)
         flat = (d.shape[0], d.shape[1], n * c)
         fast.max_pool_dx(d.reshape(flat), pool.arg, pool.size, dx, _flat(mask))
