@@ -346,8 +346,12 @@ def test_concurrent_fetches_download_each_file_once(server: LoopbackServer, tmp_
     assert_complete(cache(tmp_path) / "synth")
 
 
+# The child is a plain library caller, so Ctrl-C is Python's KeyboardInterrupt; its default
+# handler is installed explicitly, since a runner that starts jobs in the background hands
+# its children SIGINT ignored, and Python then leaves it ignored.
 CHILD = """
-import json, sys
+import json, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from bptrain.data import DatasetInfo, FileSpec, fetch
 args = json.loads(sys.argv[1])
 files = tuple(FileSpec(**spec) for spec in args["files"])
