@@ -7,13 +7,13 @@ Times one training epoch (batch 100, float32) of each network below, median of -
 with bptrain's real network, optimizer, metrics and a progress bar (drawn to /dev/null);
 evaluation throughput; loading the dataset from the cache; peak memory of a full-size training
 run. When PyTorch is installed (not a dependency: `pip install torch==2.13.0`), the same networks
-run in PyTorch eager in the same process, epochs of the two taking turns (a slow spell of a
-shared machine then hits both), and the table shows bptrain time / PyTorch time.
+run in PyTorch eager in a worker process of its own, epochs of the two taking turns (a slow
+spell of a shared machine then hits both), and the table shows bptrain time / PyTorch time.
 Uses the real Fashion-MNIST beside the repository when present, random data of the same shape
 otherwise. `--threads 1,2` (the default) times every network at each thread count in turn
 (NumPy's BLAS through threadpoolctl, bptrain's compiled loops, torch.set_num_threads), one
-table per count; 0 keeps the
-environment's (OPENBLAS_NUM_THREADS, ...). The JSON records the count of each pass.
+table per count; 0 keeps the environment's (OPENBLAS_NUM_THREADS, ...). The JSON records the
+count of each pass.
 """
 
 from __future__ import annotations

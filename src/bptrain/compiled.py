@@ -147,6 +147,14 @@ def batch_norm_dx(x, mean, d, q, p, scale, dx):
                 dx[i, j] = ((x[i, j] - mean[j]) * q[j] + d[i, j] + p[j]) * scale[j]
 
 
+@njit(cache=True, inline="always")
+def _keep_max(best, which, p, v, k):
+    """A window's running maximum: best[p] = max(best[p], v), which[p] = k where v is larger.
+    Strictly larger: on ties the earlier pixel stays."""
+    which[p] = k if v > best[p] else which[p]
+    best[p] = max(best[p], v)
+
+
 @njit(parallel=True, cache=True)
 def max_pool(x, size, out, arg, mask=None):
     """Disjoint size x size windows over (H, W, P) x: out (OH, OW, P) maxima, arg the index
@@ -176,10 +184,7 @@ def max_pool(x, size, out, arg, mask=None):
                     k = np.int32(i * size + j)
                     pixel = x[top + i, left + j]
                     for p in range(planes):
-                        v = pixel[p]
-                        # Strictly greater: on ties the earlier pixel stays.
-                        which[p] = k if v > best[p] else which[p]
-                        best[p] = max(best[p], v)
+                        _keep_max(best, which, p, pixel[p], k)
             for p in range(planes):
                 out[r, col, p] = _relu(best[p], mask, (r, col, p), zero)
                 arg[r, col, p] = which[p]
@@ -335,9 +340,7 @@ def norm_max_pool(x, mean, scale, shift, size, out, arg, mask=None):
                     k = np.int32(i * size + j)
                     pixel = x[top + i, left + j, s]
                     for p in range(c):
-                        v = (pixel[p] - mu[p]) * sc[p] + sh[p]
-                        which[p] = k if v > best[p] else which[p]  # ties: earlier stays
-                        best[p] = max(best[p], v)
+                        _keep_max(best, which, p, (pixel[p] - mu[p]) * sc[p] + sh[p], k)
             for p in range(c):
                 out[r, col, s, p] = _relu(best[p], mask, (r, col, s, p), zero)
                 arg[r, col, s, p] = which[p]

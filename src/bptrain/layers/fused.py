@@ -22,7 +22,7 @@ from .base import Layer
 from .conv import Conv2D
 from .core import Relu
 from .norm import BatchNorm
-from .pool import MaxPool2D, _planes, index_type
+from .pool import MaxPool2D, index_type
 
 
 def _disjoint_pool(layer: Layer | None) -> bool:
@@ -78,8 +78,7 @@ def forward(
     fast, planes = kernels.compiled(), _pixel_major(x)
     if not train or fast is None or planes is None:
         return None
-    norm = run[0] if type(run[0]) is BatchNorm else None
-    pool, relu = run[1 if norm else 0], run[-1] if type(run[-1]) is Relu else None
+    norm, pool, relu = _roles(run)
     n, c = x.shape[:2]
     s, (oh, ow) = pool.size, pool._out_hw(x)
     out = np.empty((oh, ow, n, c), dtype=x.dtype)
@@ -90,7 +89,9 @@ def forward(
         fast.norm_max_pool(planes, norm.mean, scale, norm.params["beta"], s, out, arg, mask)
     else:
         flat = (oh, ow, n * c)  # the compiled pool's own (H, W, N*C) planes
-        fast.max_pool(_planes(x), s, out.reshape(flat), arg.reshape(flat), _flat(mask))
+        h, w = x.shape[2:]
+        pixels = planes.reshape(h, w, n * c)
+        fast.max_pool(pixels, s, out.reshape(flat), arg.reshape(flat), _flat(mask))
     # backward() below needs only the pool's argmax planes and its input's shape: the pool
     # keeps no input (with BatchNorm there was none; else it would hold the conv's output).
     pool.x, pool.x_shape = None, x.shape
@@ -102,6 +103,13 @@ def forward(
     return np.ascontiguousarray(out.transpose(2, 3, 0, 1))  # one copy of the small output
 
 
+def _roles(run: list[Layer]) -> tuple[BatchNorm | None, MaxPool2D, Relu | None]:
+    """A run's (norm, pool, relu), None for a layer it does not have."""
+    norm = run[0] if type(run[0]) is BatchNorm else None
+    relu = run[-1] if type(run[-1]) is Relu else None
+    return norm, run[1 if norm else 0], relu
+
+
 def _flat(mask: np.ndarray | None) -> np.ndarray | None:
     return None if mask is None else mask.reshape(mask.shape[0], mask.shape[1], -1)
 
@@ -109,8 +117,7 @@ def _flat(mask: np.ndarray | None) -> np.ndarray | None:
 def backward(run: list[Layer], dout: np.ndarray) -> np.ndarray:
     """The run's backward passes in one, after a fused forward: dx in pixel-major memory."""
     fast = kernels.compiled()
-    norm = run[0] if type(run[0]) is BatchNorm else None
-    pool, relu = run[1 if norm else 0], run[-1] if type(run[-1]) is Relu else None
+    norm, pool, relu = _roles(run)
     mask = None if relu is None else relu.mask.transpose(2, 3, 0, 1)  # (OH, OW, N, C)
     d = np.ascontiguousarray(dout.transpose(2, 3, 0, 1))  # (OH, OW, N, C)
     arg = pool.arg.reshape(d.shape)
