@@ -100,6 +100,33 @@ def test_compiled_results_do_not_depend_on_the_thread_count(monkeypatch) -> None
         assert np.array_equal(results[0][2][key], results[1][2][key])
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e4])  # the batch mean, in standard deviations
+def test_batch_norm_statistics_in_one_pass_keep_the_variance(offset, monkeypatch) -> None:
+    """The compiled statistics sum x - running mean and its squares in one pass; a batch far
+    from the running mean (a fresh layer's 0 here) must not lose its variance to cancellation."""
+    monkeypatch.setattr(kernels, "_loaded", [])
+    rng = np.random.default_rng(14)
+    x = in_layout((rng.standard_normal((50, 4, 6, 6)) + offset).astype(np.float32), "pixel-major")
+    layer = built({"type": "batch_norm", "momentum": 0.0}, x.shape[1:], np.float32)
+    layer.forward(x, train=True)  # momentum 0: the running statistics become the batch's
+    exact = x.astype(np.float64)
+    want_mean, want_var = exact.mean(axis=(0, 2, 3)), exact.var(axis=(0, 2, 3))
+    np.testing.assert_allclose(layer.buffers["running_mean"], want_mean, rtol=1e-7)
+    np.testing.assert_allclose(layer.buffers["running_var"], want_var, rtol=1e-5)
+    sums, squares = kernels.compiled().shifted_moments(exact.transpose(2, 3, 0, 1).reshape(-1, 4),
+                                                       want_mean)  # fmt: skip
+    np.testing.assert_allclose(sums, 0.0, atol=1e-7)
+    np.testing.assert_allclose(squares, want_var * (exact.size // 4), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(19600, 32), (300, 7), (1, 5), (513, 1)])
+def test_compiled_transpose_is_an_exact_copy(shape) -> None:
+    a = np.random.default_rng(15).standard_normal(shape).astype(np.float32)
+    out = np.empty(shape[::-1], np.float32)
+    kernels.compiled().transpose(a, out)
+    assert np.array_equal(out, a.T)
+
+
 def max_pool_pass(x, size):
     """A fresh disjoint max-pool: (out, dx for a position-numbered dout, kink state)."""
     layer = built({"type": "max_pool2d", "size": size}, x.shape[1:], x.dtype.type)

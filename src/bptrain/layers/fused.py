@@ -99,7 +99,9 @@ def forward(
     if relu is not None:
         relu.mask = mask.transpose(2, 3, 0, 1)  # (N, C, OH, OW) view of the planes
     if for_conv:  # (OH, OW, N, C) -> (C, OH, OW, N) memory, as (N, C, OH, OW)
-        return np.ascontiguousarray(out.transpose(3, 0, 1, 2)).transpose(3, 0, 1, 2)
+        channel_major = np.empty((c, oh, ow, n), dtype=x.dtype)
+        fast.transpose(out.reshape(-1, c), channel_major.reshape(c, -1))
+        return channel_major.transpose(3, 0, 1, 2)
     return np.ascontiguousarray(out.transpose(2, 3, 0, 1))  # one copy of the small output
 
 
