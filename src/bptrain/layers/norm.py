@@ -231,9 +231,10 @@ class BatchNorm(Layer):
 
     def _one_pass_statistics(self, fast: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The batch's per-channel mean and biased variance of channels-innermost `x`, from
-        sums of x - running mean and its squares taken in one compiled pass: the two-pass
-        path below reads a 10 MB conv output twice. Centring on the running mean, which
-        tracks the batch means, keeps the variance free of cancellation."""
+        sums of x - running mean and of its squares taken in one compiled pass (the mean,
+        then the centred squares, as NumPy and the MPI-synchronized path take them, read a
+        10 MB conv output twice). Centring on the running mean, which tracks the batch
+        means, keeps the variance free of cancellation."""
         shift = self.buffers["running_mean"].astype(np.float64)
         sums, squares = fast.shifted_moments(_rows(x), shift)
         m = x.size // x.shape[1]
