@@ -113,8 +113,8 @@ def test_batch_norm_statistics_in_one_pass_keep_the_variance(offset, monkeypatch
     want_mean, want_var = exact.mean(axis=(0, 2, 3)), exact.var(axis=(0, 2, 3))
     np.testing.assert_allclose(layer.buffers["running_mean"], want_mean, rtol=1e-7)
     np.testing.assert_allclose(layer.buffers["running_var"], want_var, rtol=1e-5)
-    sums, squares = kernels.compiled().shifted_moments(exact.transpose(2, 3, 0, 1).reshape(-1, 4),
-                                                       want_mean)  # fmt: skip
+    rows = exact.transpose(2, 3, 0, 1).reshape(-1, 4)  # (pixels, channels)
+    sums, squares = kernels.compiled().shifted_moments(rows, want_mean)
     np.testing.assert_allclose(sums, 0.0, atol=1e-7)
     np.testing.assert_allclose(squares, want_var * (exact.size // 4), rtol=1e-12)
 
