@@ -48,6 +48,13 @@ def _column_totals(part):
     return total
 
 
+@njit(cache=True, inline="always")
+def _keep_partial(part, k, acc):
+    """Chunk k's per-column sums `acc` into row k of the (CHUNKS, C) partials."""
+    for j in range(acc.shape[0]):
+        part[k, j] = acc[j]
+
+
 # A ReLU right after a disjoint max-pool (the network runs it there, see Network) can ride
 # in the pool's passes: relu(max) as the maximum is stored, and dout * mask as the gradient
 # is routed. `mask` None (no ReLU) removes the branch when numba compiles the caller.
@@ -83,8 +90,7 @@ def channel_sums(x):
         for i in range(lo, hi):
             for j in range(c):
                 acc[j] += x[i, j]
-        for j in range(c):
-            part[k, j] = acc[j]
+        _keep_partial(part, k, acc)
     return _column_totals(part)
 
 
@@ -100,8 +106,7 @@ def centered_squares(x, mean):
             for j in range(c):
                 d = x[i, j] - mean[j]
                 acc[j] += d * d
-        for j in range(c):
-            part[k, j] = acc[j]
+        _keep_partial(part, k, acc)
     return _column_totals(part)
 
 
@@ -127,9 +132,8 @@ def shifted_moments(x, shift):
                 d = x[i, j] - sh[j]
                 a1[j] += d
                 a2[j] += d * d
-        for j in range(c):
-            part1[k, j] = a1[j]
-            part2[k, j] = a2[j]
+        _keep_partial(part1, k, a1)
+        _keep_partial(part2, k, a2)
     return _column_totals(part1), _column_totals(part2)
 
 
@@ -158,9 +162,8 @@ def gradient_sums(x, mean, d):
             for j in range(c):
                 s[j] += d[i, j]
                 p[j] += d[i, j] * (x[i, j] - mean[j])
-        for j in range(c):
-            part_sum[k, j] = s[j]
-            part_dot[k, j] = p[j]
+        _keep_partial(part_sum, k, s)
+        _keep_partial(part_dot, k, p)
     return _column_totals(part_sum), _column_totals(part_dot)
 
 
@@ -429,9 +432,8 @@ def pooled_gradient_sums(x, mean, d, arg, size, mask=None):
                     for j in range(c):
                         s[j] += zero
                         q[j] += zero * (x[y, xcol, sample, j] - mu[j])
-        for j in range(c):
-            part_sum[k, j] = s[j]
-            part_dot[k, j] = q[j]
+        _keep_partial(part_sum, k, s)
+        _keep_partial(part_dot, k, q)
     return _column_totals(part_sum), _column_totals(part_dot)
 
 
