@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from bptrain import im2col, kernels
+from bptrain import blas, im2col, kernels
 from bptrain.averaging import WeightAverage
 from bptrain.errors import ConfigError
 from bptrain.optimizers import OPTIMIZERS
@@ -317,12 +317,22 @@ def test_numpy_choice_never_imports_numba() -> None:
     assert out.stdout.split() == ["True", "False"]
 
 
-@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_compiled_loops_let_idle_threads_sleep_unless_told(given, expected) -> None:
-    # Spinning OpenMP threads steal the cores the BLAS threads need (2x slower steps).
+@pytest.mark.parametrize(
+    ("sgemm", "given", "expected"),
+    [(True, None, "None"), (False, None, "PASSIVE"), (False, "ACTIVE", "ACTIVE")],
+)
+def test_idle_loop_threads_sleep_when_blas_threads_need_the_cores(sgemm, given, expected) -> None:
+    # Without NumPy's sgemm, BLAS's own threads run the products, and spinning OpenMP threads
+    # steal their cores (2x slower steps): they sleep unless told. With it, the products run
+    # on the loops' threads and BLAS on one, nothing competes, and OpenMP's default spinning
+    # keeps the threads quick to take the next piece.
+    if sgemm and blas.sgemm() is None:
+        pytest.skip("NumPy's BLAS has no sgemm bptrain can call")
+    hide = "" if sgemm else "blas.sgemm = lambda: None;"
     code = (
-        "import os; from bptrain import kernels;"
-        "print(kernels.compiled() is not None, os.environ.get('OMP_WAIT_POLICY'))"
+        f"import os; from bptrain import blas, kernels; {hide}"
+        "print(kernels.compiled() is not None, bool(kernels._products),"
+        " os.environ.get('OMP_WAIT_POLICY'))"
     )
     env = {"BPTRAIN_KERNELS": "numba", "PATH": ""}
     if given:
@@ -330,4 +340,4 @@ def test_compiled_loops_let_idle_threads_sleep_unless_told(given, expected) -> N
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["True", expected]
+    assert out.stdout.split() == ["True", str(sgemm), expected]

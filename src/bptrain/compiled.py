@@ -252,23 +252,28 @@ def gather_patches(xt, kh, kw, stride, r0, r1, ow, cols):
     still splits over its KH*KW rows), as runs of OW*N values (stride 1) or N (otherwise).
     An exact copy: the same bits as the NumPy gather.
     """
-    ch, _, wp, n = xt.shape
+    for q in prange(xt.shape[0] * kh * kw):
+        gather_row(xt, q, kh, kw, stride, r0, r1, ow, cols[q])
+
+
+@njit(cache=True, inline="always")
+def gather_row(xt, q, kh, kw, stride, r0, r1, ow, dst):
+    """Row q = (c*KH + i)*KW + j of gather_patches' columns, into `dst`."""
+    _, _, wp, n = xt.shape
     kk = kh * kw
-    for q in prange(ch * kk):
-        c, i, j = q // kk, (q % kk) // kw, q % kw
-        dst = cols[q]
-        for r in range(r1 - r0):
-            src = xt[c, (r0 + r) * stride + i].reshape(wp * n)  # (Wp, N) row, contiguous
-            out = dst[r * ow * n : (r + 1) * ow * n]
-            if stride == 1:
-                run = src[j * n : (j + ow) * n]
-                for u in range(ow * n):
-                    out[u] = run[u]
-            else:
-                for o in range(ow):
-                    run = src[(o * stride + j) * n : (o * stride + j + 1) * n]
-                    for s in range(n):
-                        out[o * n + s] = run[s]
+    c, i, j = q // kk, (q % kk) // kw, q % kw
+    for r in range(r1 - r0):
+        src = xt[c, (r0 + r) * stride + i].reshape(wp * n)  # (Wp, N) row, contiguous
+        out = dst[r * ow * n : (r + 1) * ow * n]
+        if stride == 1:
+            run = src[j * n : (j + ow) * n]
+            for u in range(ow * n):
+                out[u] = run[u]
+        else:
+            for o in range(ow):
+                run = src[(o * stride + j) * n : (o * stride + j + 1) * n]
+                for s in range(n):
+                    out[o * n + s] = run[s]
 
 
 @njit(parallel=True, cache=True)
@@ -280,29 +285,36 @@ def scatter_patches(dcols, kh, kw, stride, r0, r1, ow, dxp):
     every value receives its terms in kernel-offset order (i, then j), the order NumPy's
     slab-by-slab adds use, so the sums are the same bits as the NumPy col2im.
     """
-    ch, _, wp, n = dxp.shape
+    span = (r1 - r0 - 1) * stride + kh  # padded input rows the block's windows cover
+    for q in prange(dxp.shape[0] * span):
+        c, y = q // span, r0 * stride + q % span
+        scatter_row(dcols, 0, c, y, kh, kw, stride, r0, r1, ow, dxp)
+
+
+@njit(cache=True, inline="always")
+def scatter_row(dcols, first, c, y, kh, kw, stride, r0, r1, ow, dxp):
+    """scatter_patches' sums into padded input row y of channel c; dcols' rows start at
+    column row `first` (0: all of them)."""
+    _, _, wp, n = dxp.shape
     rows = r1 - r0
     top = r0 * stride
-    span = (rows - 1) * stride + kh  # padded input rows the block's windows cover
-    for q in prange(ch * span):
-        c, y = q // span, top + q % span
-        target = dxp[c, y].reshape(wp * n)
-        for i in range(kh):
-            step = y - top - i  # = r * stride for the output row r whose window row i is y
-            if step < 0 or step % stride != 0 or step // stride >= rows:
-                continue
-            r = step // stride
-            for j in range(kw):
-                src = dcols[(c * kh + i) * kw + j, r * ow * n : (r + 1) * ow * n]
-                if stride == 1:
-                    acc = target[j * n : (j + ow) * n]
-                    for u in range(ow * n):
-                        acc[u] += src[u]
-                else:
-                    for o in range(ow):
-                        acc = target[(o * stride + j) * n : (o * stride + j + 1) * n]
-                        for s in range(n):
-                            acc[s] += src[o * n + s]
+    target = dxp[c, y].reshape(wp * n)
+    for i in range(kh):
+        step = y - top - i  # = r * stride for the output row r whose window row i is y
+        if step < 0 or step % stride != 0 or step // stride >= rows:
+            continue
+        r = step // stride
+        for j in range(kw):
+            src = dcols[(c * kh + i) * kw + j - first, r * ow * n : (r + 1) * ow * n]
+            if stride == 1:
+                acc = target[j * n : (j + ow) * n]
+                for u in range(ow * n):
+                    acc[u] += src[u]
+            else:
+                for o in range(ow):
+                    acc = target[(o * stride + j) * n : (o * stride + j + 1) * n]
+                    for s in range(n):
+                        acc[s] += src[o * n + s]
 
 
 @njit(parallel=True, cache=True)

@@ -25,12 +25,14 @@ Output sizes are floored, as in the book: input rows/columns that no window reac
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import kernels
+from .blas import MIN_PIECE, TILE
 
 Pair = tuple[int, int]
 
@@ -180,8 +182,18 @@ def im2col_gemm(
     xt = pixel_major(x, pad)
     k = c * kernel[0] * kernel[1]
     blocks = row_blocks(oh, (k + 1) * ow * n * x.itemsize)
-    buffer = _column_buffer(k, blocks, ow, n, x.dtype)
     out = np.empty((oh * ow * n, weights.shape[0]), dtype=x.dtype)
+    products = _products(x, weights)
+    if products is not None:
+        fast, sgemm = products
+        pieces = kernels.threads()
+        blocks = _forward_blocks(blocks, oh, ow * n, (k + 1) * weights.shape[0], pieces)
+        pieces = min(pieces, len(blocks))
+        starts, stops, buffers = _piece_buffers(blocks, k + 1, ow * n, pieces, x.dtype)
+        weights = np.ascontiguousarray(weights)
+        fast.conv_forward(sgemm, xt, *kernel, stride, starts, stops, ow, weights, buffers, out)
+        return xt, out
+    buffer = _column_buffer(k, blocks, ow, n, x.dtype)
     for rows in blocks:
         span = slice(rows.start * ow * n, rows.stop * ow * n)
         cols = buffer[:, : span.stop - span.start]
@@ -211,6 +223,17 @@ def conv_gradients(
     oh, ow = output_size(hp, kh, stride), output_size(wp, kw, stride)
     k = c * kh * kw
     blocks = row_blocks(oh, (k + 1) * ow * n * xt.itemsize)
+    products = _products(xt, dout2, W2)
+    shares = _channel_shares(
+        c, kh * kw, min(b.stop - b.start for b in blocks) * ow * n, W2.shape[0]
+    )
+    if products is not None and (not input_grad or len(shares) > 2):
+        grads, dxp = _gradients_in_pieces(
+            products, xt, dout2, W2, kernel, stride, blocks, ow, shares if input_grad else None
+        )
+        if dxp is None:
+            return grads, None
+        return grads, dxp.transpose(3, 0, 1, 2)[:, :, ph : hp - ph, pw : wp - pw]
     buffer = _column_buffer(k, blocks, ow, n, xt.dtype)
     grads = np.zeros((k + 1, W2.shape[0]), dtype=dout2.dtype)
     part = np.empty_like(grads)
@@ -227,6 +250,103 @@ def conv_gradients(
     if dxp is None:
         return grads, None
     return grads, dxp.transpose(3, 0, 1, 2)[:, :, ph : hp - ph, pw : wp - pw]
+
+
+def _products(*arrays: np.ndarray):
+    """(compiled_gemm, sgemm) when a conv's products can run in pieces on the compiled loops'
+    threads (kernels.products()) and its arrays are float32; else None."""
+    if any(a.dtype != np.float32 for a in arrays):
+        return None
+    return kernels.products()
+
+
+def _forward_blocks(
+    blocks: list[slice], out_rows: int, per_row: int, work_per_pixel: int, pieces: int
+) -> list[slice]:
+    """The forward's blocks for `pieces`: row_blocks' `blocks`, or as many even ones as make
+    a multiple of the pieces (cnn's 24 rows: 8+8+8 would leave one of two pieces idle a third
+    of the time) when that keeps the bits: every block of both starting on a whole tile and
+    all of them products of at least MIN_PIECE multiply-adds (blas.py)."""
+    even = _even(out_rows, -(-len(blocks) // pieces) * pieces)
+    smallest = min(b.stop - b.start for b in [*blocks, *even]) * per_row * work_per_pixel
+    return even if per_row % TILE == 0 and smallest >= MIN_PIECE else blocks
+
+
+def _even(out_rows: int, count: int) -> list[slice]:
+    """`count` blocks of output rows (fewer when there are fewer rows), sizes within one."""
+    count = min(count, out_rows)
+    return [slice(out_rows * b // count, out_rows * (b + 1) // count) for b in range(count)]
+
+
+def _piece_buffers(
+    blocks: list[slice], rows: int, per_row: int, pieces: int, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, stops, buffers): the blocks' first and past-the-end output rows, and each
+    piece's (rows, widest block's columns) buffer, its last row ones (the bias's)."""
+    starts = np.array([b.start for b in blocks], dtype=np.int64)
+    stops = np.array([b.stop for b in blocks], dtype=np.int64)
+    widest = int((stops - starts).max()) * per_row
+    buffers = np.empty((pieces, rows, widest), dtype=dtype)
+    buffers[:, -1] = 1
+    return starts, stops, buffers
+
+
+def _gradients_in_pieces(
+    products,
+    xt: np.ndarray,
+    dout2: np.ndarray,
+    W2: np.ndarray,
+    kernel: Pair,
+    stride: int,
+    blocks: list[slice],
+    ow: int,
+    edges: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """conv_gradients' (grads, padded dx or None) with the compiled pieces: blocks dealt to
+    the pieces for a first layer (no dx); otherwise the input channels shared out, each
+    piece doing its channels' rows of every block (its own planes of dx, so no two write the
+    same value). The blocks are row_blocks' either way: the parts' sum depends on them."""
+    fast, sgemm = products
+    c, _, _, n = xt.shape
+    k = c * kernel[0] * kernel[1]
+    pieces = kernels.threads()
+    dout2 = np.ascontiguousarray(dout2)
+    parts = np.empty((len(blocks), k + 1, dout2.shape[1]), dtype=dout2.dtype)
+    if edges is None:  # no input gradient
+        pieces = min(pieces, len(blocks))
+        starts, stops, buffers = _piece_buffers(blocks, k + 1, ow * n, pieces, xt.dtype)
+        fast.conv_weight_grads(sgemm, xt, *kernel, stride, starts, stops, ow, dout2, buffers, parts)
+        return _in_order(parts), None
+    share = int(np.diff(edges).max()) * kernel[0] * kernel[1] + 1
+    starts, stops, buffers = _piece_buffers(blocks, share, ow * n, pieces, xt.dtype)
+    dxp = np.zeros_like(xt)
+    W2 = np.ascontiguousarray(W2)
+    fast.conv_gradients(
+        sgemm, xt, *kernel, stride, starts, stops, ow, dout2, W2, edges, buffers, parts, dxp
+    )
+    return _in_order(parts), dxp
+
+
+def _channel_shares(channels: int, kk: int, pixels: int, filters: int) -> np.ndarray:
+    """Edges of the pieces' shares of the input channels: up to the budget, each starting on
+    a whole tile of column rows (channel * KH*KW a multiple of TILE) and each share's products
+    of at least MIN_PIECE multiply-adds in the smallest block of `pixels`, for the bits
+    (blas.py). cnn-deep's second conv: 32 channels of 9 rows, 2 shares of 16."""
+    group = TILE // math.gcd(kk, TILE)  # channels whose rows fill whole tiles
+    groups = channels // group
+    for pieces in range(min(kernels.threads(), groups), 1, -1):
+        edges = [group * (groups * p // pieces) for p in range(pieces)] + [channels]
+        if min(np.diff(edges)) * kk * pixels * filters >= MIN_PIECE:
+            return np.array(edges, dtype=np.int64)
+    return np.array([0, channels], dtype=np.int64)
+
+
+def _in_order(parts: np.ndarray) -> np.ndarray:
+    """The blocks' weight-gradient parts added block by block, in order (as the loop does)."""
+    grads = np.zeros(parts.shape[1:], dtype=parts.dtype)
+    for part in parts:
+        grads += part
+    return grads
 
 
 def col2im(

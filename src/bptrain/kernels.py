@@ -20,6 +20,8 @@ from types import ModuleType
 
 CHOICES = ("auto", "numba", "numpy")
 _loaded: list[ModuleType | None] = []  # [] until first asked, then [module or None]
+_budget: list[int] = [1]  # the compiled loops' thread count (see set_threads)
+_products: list = []  # with the loops: [(compiled_gemm module, sgemm)] when sgemm is found
 
 
 def choice() -> str:
@@ -45,14 +47,26 @@ def compiled() -> ModuleType | None:
 def _load(wanted: str) -> ModuleType | None:
     if wanted == "numpy":
         return None
-    # numba's OpenMP threads spin-wait after each loop by default, and on a machine whose
-    # cores the BLAS threads also use, that spinning steals them from the next GEMM: a
-    # cnn-deep step on 2 threads took 200 ms (median) that way, 96 ms with waiting threads
-    # that sleep. libgomp reads this when numba first starts its pool, after this import.
-    # A user's own setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from . import blas
+
+    _products.clear()
+    sgemm = blas.sgemm()
+    if sgemm is None:
+        # numba's OpenMP threads spin-wait after each loop by default, and on a machine
+        # whose cores BLAS's own threads also use, that spinning steals them from the next
+        # GEMM: a cnn-deep step on 2 threads took 200 ms (median) that way, 96 ms with
+        # waiting threads that sleep. libgomp reads this when numba first starts its pool,
+        # after this import. A user's own setting wins. With sgemm found, the products run
+        # on the loops' threads (compiled_gemm.py) and BLAS on one: spinning is then what
+        # keeps those threads quick to start the next piece of work.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         from . import compiled as module
+
+        if sgemm is not None:
+            from . import compiled_gemm
+
+            _products.append((compiled_gemm, sgemm))
     except ImportError as error:
         if wanted == "auto":
             return None
@@ -62,7 +76,7 @@ def _load(wanted: str) -> ModuleType | None:
             f"BPTRAIN_KERNELS=numba, but numba cannot be imported ({error})",
             hint="pip install 'bptrain[fast]', or set BPTRAIN_KERNELS=auto",
         ) from None
-    _numba_threads(_blas_threads())
+    _set_budget(_blas_threads())
     return module
 
 
@@ -85,11 +99,43 @@ def _numba_threads(threads: int | None) -> int:
 
 
 def set_threads(threads: int | None) -> int | None:
-    """Run the compiled loops on `threads` threads, if they are loaded; the previous count.
+    """Give the compiled loops `threads` threads, if they are loaded; the previous count
+    (None when they are not loaded).
 
-    The loops take the BLAS thread count when they load, and `--threads` sets both, so one
-    number means one budget: `--threads 1` (or OPENBLAS_NUM_THREADS=1) is one core for all.
+    The count is BLAS's when the loops load, and `--threads` sets both, so one number means
+    one budget: `--threads 1` (or OPENBLAS_NUM_THREADS=1) is one core for all. With more,
+    the conv and dense layers' products run in pieces on the loops' threads, each on a BLAS
+    of one thread (compiled_gemm.py), when NumPy's sgemm is found.
     """
     if not (_loaded and _loaded[0] is not None):
         return None
-    return _numba_threads(threads)
+    return _set_budget(threads)
+
+
+def threads() -> int:
+    """The compiled loops' thread budget; 1 without them."""
+    return _budget[0] if _loaded and _loaded[0] is not None else 1
+
+
+def products() -> tuple[ModuleType, object] | None:
+    """(compiled_gemm, sgemm) when the layers' matrix products run in pieces on the compiled
+    loops' threads: the loops loaded, NumPy's sgemm found and a budget of 2 threads or more.
+    None otherwise: then NumPy's matmul runs them, on BLAS's threads."""
+    return _products[0] if _products and threads() > 1 else None
+
+
+def _set_budget(threads: int | None) -> int:
+    """numba's threads (capped at its pool) and the budget, when given; the previous budget.
+
+    With the products on the loops' threads, BLAS gets one thread whenever the budget is
+    more than one: the products' pieces call it from each of the loops' threads, and its
+    own threads would only compete with them."""
+    previous = _budget[0]
+    if threads:
+        _numba_threads(threads)
+        _budget[0] = max(1, threads)
+        if _products and threads > 1:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=1, user_api="blas")
+    return previous

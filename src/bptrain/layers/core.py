@@ -10,6 +10,7 @@ import numpy as np
 from .. import functional as F
 from ..errors import ConfigError
 from ..initializers import INITIALIZERS
+from ..matmul import matmul
 from .base import LAYERS, Layer, Shape
 
 
@@ -113,17 +114,17 @@ class Affine(Layer):
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         self.x_shape = x.shape
         self.x = x.reshape(x.shape[0], -1)  # (N, ...) -> (N, D), a view when x is contiguous
-        out = self.x @ self.params["W"]
+        out = matmul(self.x, self.params["W"])
         out += self.params["b"]
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         # Gradients are written into the existing arrays so the network's views stay valid.
-        np.matmul(self.x.T, dout, out=self.grads["W"])
+        matmul(self.x.T, dout, out=self.grads["W"])
         np.sum(dout, axis=0, out=self.grads["b"])
         if self.skip_input_grad:
             return None
-        return (dout @ self.params["W"].T).reshape(self.x_shape)
+        return matmul(dout, self.params["W"].T).reshape(self.x_shape)
 
     @property
     def dW(self) -> np.ndarray:

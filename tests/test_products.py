@@ -1,0 +1,177 @@
+"""Conv and dense products in pieces on the compiled loops' threads (compiled_gemm.py).
+
+The pieces must give the bits of the one-thread path (NumPy's matmul on one BLAS thread), on
+any budget of threads: training is then the same on 1, 2 or 3 threads, and a resume exact.
+Budgets above the machine's cores still cut the work into that many pieces (the loops run
+them one after the other), so these tests split the products on a one-core machine too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from bptrain import blas, im2col, kernels, matmul
+from layer_helpers import built
+
+numba = pytest.importorskip("numba", reason="the fast extra (numba) is not installed")
+if blas.sgemm() is None:
+    pytest.skip("NumPy's BLAS has no sgemm bptrain can call", allow_module_level=True)
+
+
+@pytest.fixture
+def budget(monkeypatch):
+    """set(n): the compiled loops' budget for the test (BLAS on one thread, as --threads 1
+    has it, for budget 1); everything is put back afterwards."""
+    monkeypatch.setattr(kernels, "_loaded", [])
+    assert kernels.compiled() is not None
+    previous = (kernels._budget[0], numba.get_num_threads())
+    with threadpool_limits(limits=1, user_api="blas"):
+
+        def set_budget(threads: int) -> None:
+            kernels.set_threads(threads)
+            assert (kernels.products() is not None) == (threads > 1)
+
+        yield set_budget
+    kernels._budget[0] = previous[0]
+    numba.set_num_threads(previous[1])
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """How many times each compiled_gemm function ran (they still run)."""
+    from bptrain import compiled_gemm
+
+    counts: dict[str, int] = {}
+    for name in ("conv_forward", "conv_weight_grads", "conv_gradients", "gemm_columns"):
+        real = getattr(compiled_gemm, name)
+
+        def counted(*args, _real=real, _name=name):
+            counts[_name] = counts.get(_name, 0) + 1
+            return _real(*args)
+
+        monkeypatch.setattr(compiled_gemm, name, counted)
+    return counts
+
+
+def conv_pass(x, filters, kernel, padding, first_layer):
+    """A conv2d layer's (out, dx or None, dW, db) on x, for a fixed random dout."""
+    spec = {"type": "conv2d", "filters": filters, "kernel": kernel, "padding": padding}
+    layer = built(spec, x.shape[1:], np.float32)
+    layer.skip_input_grad = first_layer
+    out = layer.forward(x, train=True)
+    dout = np.random.default_rng(8).standard_normal(out.shape).astype(np.float32)
+    dx = layer.backward(dout)
+    return out.copy(), None if dx is None else dx.copy(), *(g.copy() for g in layer.grads.values())
+
+
+# (N, C, H, filters, kernel, padding, first layer): cnn-deep's second conv (even forward
+# blocks, 2 channel shares of 16 in the backward), the book's first conv (4 even forward
+# blocks, row_blocks' 3 dealt out in the backward), and a batch of 37 whose blocks do not
+# start on whole tiles (row_blocks' forward) with channels too few to share (one piece).
+CONVS = [
+    (100, 32, 14, 64, 3, "same", False),
+    (100, 1, 28, 30, 5, 0, True),
+    (37, 16, 12, 32, 5, 0, False),
+]
+
+
+@pytest.mark.parametrize("shape", CONVS)
+def test_conv_in_pieces_gives_the_one_thread_bits(shape, budget, calls) -> None:
+    n, c, h, filters, kernel, padding, first = shape
+    x = np.random.default_rng(2).standard_normal((n, c, h, h)).astype(np.float32)
+    budget(1)
+    alone = conv_pass(x, filters, kernel, padding, first)
+    assert not calls  # budget 1: NumPy's matmul
+    for threads in (2, 3):
+        budget(threads)
+        pieces = conv_pass(x, filters, kernel, padding, first)
+        for a, b in zip(alone, pieces, strict=True):
+            assert (a is None and b is None) or np.array_equal(a, b)
+    assert calls["conv_forward"] == 2
+    if first:
+        assert calls["conv_weight_grads"] == 2
+    elif c == 32:
+        assert calls["conv_gradients"] == 2
+    else:
+        assert "conv_gradients" not in calls  # no whole-tile share: the one-thread loop
+
+
+def test_conv_in_pieces_matches_a_float64_convolution(budget) -> None:
+    """Not only the same as the loop: right. Against the whole-batch im2col in float64."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((100, 32, 14, 14))
+    budget(2)
+    out, dx, dW, db = conv_pass(x.astype(np.float32), 64, 3, "same", False)
+    layer = built({"type": "conv2d", "filters": 64, "kernel": 3, "padding": "same"}, x.shape[1:])
+    cols = im2col.im2col(x, (3, 3), 1, (1, 1))  # (C*9, 14*14*N), pixel-major
+    W = layer.params["W"].reshape(64, -1).astype(np.float64)
+    expected = (W @ cols).reshape(64, 14, 14, 100).transpose(3, 0, 1, 2)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    dout = np.random.default_rng(8).standard_normal(out.shape)
+    d2 = dout.transpose(1, 2, 3, 0).reshape(64, -1)
+    np.testing.assert_allclose(dW.reshape(64, -1), d2 @ cols.T, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(db, d2.sum(axis=1), rtol=1e-4, atol=1e-3)
+    dx_expected = im2col.col2im(W.T @ d2, x.shape, (3, 3), 1, (1, 1))
+    np.testing.assert_allclose(dx, dx_expected, rtol=1e-4, atol=1e-3)
+
+
+# (rows, inner, columns, split): cnn-deep's dense layer, the book's, one whose 64 columns
+# split in 3 would leave a piece below blas.MIN_PIECE (the bits) and go in 2, and speedrun's,
+# too small to split at all.
+DENSE = [
+    (100, 3136, 256, True),
+    (100, 4320, 100, True),
+    (100, 1600, 64, True),
+    (100, 512, 64, False),
+]
+
+
+@pytest.mark.parametrize("shape", DENSE)
+def test_dense_products_in_pieces_give_the_one_thread_bits(shape, budget, calls) -> None:
+    m, k, n, split = shape
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    W = rng.standard_normal((k, n)).astype(np.float32)
+    dout = rng.standard_normal((m, n)).astype(np.float32)
+    budget(1)
+    # The affine layer's three products, with its operands' layouts (x.T and W.T transposed).
+    alone = [x @ W, x.T @ dout, dout @ W.T]
+    for threads in (2, 3):
+        budget(threads)
+        dW = np.empty((k, n), np.float32)
+        pieces = [matmul.matmul(x, W), matmul.matmul(x.T, dout, out=dW), matmul.matmul(dout, W.T)]
+        for a, b in zip(alone, pieces, strict=True):
+            assert np.array_equal(a, b)
+    assert calls.get("gemm_columns", 0) == (6 if split else 0)
+
+
+def test_column_pieces_start_on_whole_tiles_and_keep_above_the_small_kernels() -> None:
+    edges = matmul._column_edges(100 * 3136, 256, 3)
+    assert list(edges) == [0, 80, 176, 256]
+    assert all(e % blas.TILE == 0 for e in edges)
+    # 64 columns of 160,000 multiply-adds: 3 pieces would have one of 16 columns (2.6 M).
+    assert list(matmul._column_edges(100 * 1600, 64, 3)) == [0, 32, 64]
+    assert list(matmul._column_edges(100 * 512, 64, 3)) == [0, 64]  # speedrun's: no split
+
+
+def test_blas_runs_on_one_thread_while_the_loops_run_the_products(budget) -> None:
+    def blas_threads():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() == {2}
+        budget(2)
+        assert blas_threads() == {1}
+
+
+def test_float64_products_take_numpy(budget, calls) -> None:
+    """The pieces call sgemm: other dtypes (gradient checks run float64) take NumPy."""
+    budget(2)
+    x = np.random.default_rng(7).standard_normal((100, 16, 10, 10))
+    layer = built({"type": "conv2d", "filters": 32, "kernel": 3}, x.shape[1:])
+    layer.backward(layer.forward(x, train=True))
+    a = np.ones((100, 3136))
+    np.testing.assert_array_equal(matmul.matmul(a, np.ones((3136, 256))), 3136.0)
+    assert not calls
