@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from bptrain import kernels
 from bptrain.config import load_config
@@ -147,8 +148,10 @@ def bptrain_runner(bench: Bench, data) -> Runner:
     return Runner(timed(epoch), finish)
 
 
-def time_gemms(bench: Bench, data, repeats: int) -> float:
-    """The floor: only the matrix products one epoch of this network needs, nothing else."""
+def time_gemms(bench: Bench, data, repeats: int, threads: int) -> float:
+    """The floor: only the matrix products one epoch of this network needs, nothing else,
+    as NumPy's matmul on `threads` BLAS threads (bptrain itself may run its products in
+    pieces on its own threads with BLAS on one, kernels.products())."""
     x = data[0]
     rng = np.random.default_rng(0)
     net = Network.from_specs(bench.layers, x.shape[1:], rng=rng, num_classes=10)
@@ -519,8 +522,6 @@ def set_threads(count: int) -> None:
     """BLAS (threadpoolctl, and the env for child processes) and PyTorch threads; 0: leave."""
     if count <= 0:
         return
-    from threadpoolctl import threadpool_limits
-
     threadpool_limits(limits=count)  # applies at once, until the next call
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(count)
     # The compiled loops (the fast extra) take BLAS's count when they load; after that they
@@ -537,9 +538,10 @@ def time_pass(
         torch = worker.runner(b, threads) if worker is not None else None
         runners = {"bptrain": bptrain_runner(b, data), "torch": torch}
         b.results.update(time_interleaved(runners, repeats))
-        b.results["gemm_seconds"] = time_gemms(b, data, repeats)
+        with threadpool_limits(limits=threads, user_api="blas"):
+            b.results["gemm_seconds"] = time_gemms(b, data, repeats, threads)
         print(
-            f"{blas_threads()} thread(s), {b.name}: {b.results['bptrain']['seconds']:.3f} s, "
+            f"{threads} thread(s), {b.name}: {b.results['bptrain']['seconds']:.3f} s, "
             f"torch {_f((b.results['torch'] or {}).get('seconds'))} s",
             file=sys.stderr,
         )
@@ -574,7 +576,7 @@ def main() -> None:
     try:
         for count in counts:
             set_threads(count)
-            threads = blas_threads() or count
+            threads = count or blas_threads()
             passes.append((threads, time_pass(args.only, data, args.repeats, worker, threads)))
     finally:
         if worker is not None:

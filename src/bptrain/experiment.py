@@ -229,9 +229,13 @@ def blas_threads(threads: int | None) -> Iterator[None]:
     from threadpoolctl import threadpool_info, threadpool_limits
 
     with threadpool_limits(limits=threads):
-        counts = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
-        log.debug(f"BLAS threads: {', '.join(map(str, counts)) or 'no BLAS library found'}")
         previous = kernels.set_threads(threads)  # the compiled loops get the same budget
+        counts = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        where = " (conv and dense products in pieces on the compiled loops' threads)"
+        log.debug(
+            f"BLAS threads: {', '.join(map(str, counts)) or 'no BLAS library found'}"
+            + (where if kernels.products() is not None else "")
+        )
         try:
             yield
         finally:
