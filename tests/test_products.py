@@ -44,7 +44,7 @@ def calls(monkeypatch):
     from bptrain import compiled_gemm
 
     counts: dict[str, int] = {}
-    for name in ("conv_forward", "conv_weight_grads", "conv_gradients", "gemm_columns"):
+    for name in ("conv_forward", "conv_weight_grads", "conv_gradients", "gemm_pieces"):
         real = getattr(compiled_gemm, name)
 
         def counted(*args, _real=real, _name=name):
@@ -144,16 +144,16 @@ def test_dense_products_in_pieces_give_the_one_thread_bits(shape, budget, calls)
         pieces = [matmul.matmul(x, W), matmul.matmul(x.T, dout, out=dW), matmul.matmul(dout, W.T)]
         for a, b in zip(alone, pieces, strict=True):
             assert np.array_equal(a, b)
-    assert calls.get("gemm_columns", 0) == (6 if split else 0)
+    assert calls.get("gemm_pieces", 0) == (6 if split else 0)
 
 
 def test_column_pieces_start_on_whole_tiles_and_keep_above_the_small_kernels() -> None:
-    edges = matmul._column_edges(100 * 3136, 256, 3)
+    edges = matmul._edges(100 * 3136, 256, 3)
     assert list(edges) == [0, 80, 176, 256]
     assert all(e % blas.TILE == 0 for e in edges)
     # 64 columns of 160,000 multiply-adds: 3 pieces would have one of 16 columns (2.6 M).
-    assert list(matmul._column_edges(100 * 1600, 64, 3)) == [0, 32, 64]
-    assert list(matmul._column_edges(100 * 512, 64, 3)) == [0, 64]  # speedrun's: no split
+    assert list(matmul._edges(100 * 1600, 64, 3)) == [0, 32, 64]
+    assert list(matmul._edges(100 * 512, 64, 3)) == [0, 64]  # speedrun's: no split
 
 
 def test_blas_runs_on_one_thread_while_the_loops_run_the_products(budget) -> None:
@@ -175,3 +175,45 @@ def test_float64_products_take_numpy(budget, calls) -> None:
     a = np.ones((100, 3136))
     np.testing.assert_array_equal(matmul.matmul(a, np.ones((3136, 256))), 3136.0)
     assert not calls
+
+
+def test_training_on_two_threads_gives_the_one_thread_run(tmp_path, idx_folder) -> None:
+    """End to end, real processes: `--threads 2` trains a conv net to the same bits as
+    `--threads 1` (pieces for the second conv's channels and the dense layer's columns)."""
+    import subprocess
+    import sys
+
+    from cli_helpers import records, small_config, subprocess_env, without_timing, write_config
+
+    config = small_config(idx_folder, epochs=1, batch_size=100)
+    config["model"]["layers"] = [
+        {"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same"},
+        {"type": "relu"},
+        {"type": "max_pool2d", "size": 2},
+        {"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same"},
+        {"type": "relu"},
+        {"type": "max_pool2d", "size": 2},
+        {"type": "flatten"},
+        {"type": "affine", "units": 256},
+        {"type": "relu"},
+        {"type": "affine", "units": 10},
+    ]
+    path = write_config(tmp_path / "conv.yaml", config)
+    runs = []
+    for threads in (1, 2):
+        out = tmp_path / f"t{threads}.npz"
+        result = subprocess.run(
+            [sys.executable, "-m", "bptrain", "-q", "train", path, "--threads", str(threads),
+             "--out", out],
+            capture_output=True, env=subprocess_env(), timeout=120, check=True,
+        )  # fmt: skip
+        runs.append((without_timing(records(result.stdout.decode())), np.load(out)))
+    (a, weights_a), (b, weights_b) = runs
+    for record in (*a, *b):
+        record.pop("checkpoint", None)  # t1.npz and t2.npz
+    assert a == b
+    assert weights_a.files == weights_b.files
+    arrays = [name for name in weights_a.files if name != "__meta__"]  # __meta__: run info
+    assert any(name.startswith("param/") for name in arrays)
+    for name in arrays:
+        assert np.array_equal(weights_a[name], weights_b[name]), name

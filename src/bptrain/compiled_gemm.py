@@ -127,9 +127,15 @@ def conv_gradients(sgemm, xt, kh, kw, stride, starts, stops, ow, dout2, w2, edge
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def gemm_columns(sgemm, ta, tb, m, k, a, lda, b, ldb, b_column, c, ldc, edges):
-    """C = op(A) @ op(B) (addresses a, b, c), piece p computing output columns
-    edges[p]..edges[p+1]-1; column j of op(B) starts b_column bytes after column 0."""
+def gemm_pieces(sgemm, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, steps, edges, by_rows):
+    """C = op(A) @ op(B) (addresses a, b, c), piece p computing C's rows (by_rows) or columns
+    edges[p]..edges[p+1]-1. steps: the bytes one row (or column) moves the start of A (or
+    B) and of C."""
     for piece in prange(edges.shape[0] - 1):
-        j0, j1 = edges[piece], edges[piece + 1]
-        _gemm(sgemm, ta, tb, m, j1 - j0, k, a, lda, b + j0 * b_column, ldb, c + j0 * FLOAT, ldc)
+        i0, i1 = edges[piece], edges[piece + 1]
+        if by_rows:
+            at_a, at_c = a + i0 * steps[0], c + i0 * steps[1]
+            _gemm(sgemm, ta, tb, i1 - i0, n, k, at_a, lda, b, ldb, at_c, ldc)
+        else:
+            at_b, at_c = b + i0 * steps[0], c + i0 * steps[1]
+            _gemm(sgemm, ta, tb, m, i1 - i0, k, a, lda, at_b, ldb, at_c, ldc)

@@ -1,8 +1,10 @@
-"""a @ b for the dense layers: in pieces of output columns on the compiled loops' threads when
-kernels.products() says they run there (compiled_gemm.py), else NumPy's matmul.
+"""a @ b for the dense layers: in pieces of output rows or columns on the compiled loops'
+threads when kernels.products() says they run there (compiled_gemm.py), else NumPy's matmul.
 
 The pieces make the sgemm calls NumPy's matmul would make for the same operands, each for a
-range of columns, so the result is the same bits either way.
+range of rows or columns, so the result is the same bits either way. Every piece reads all of
+the operand it does not split: rows when b is the smaller (a dense layer's weight gradient
+x.T @ dout, 3136 x 100 @ 100 x 256 in cnn-deep), columns otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     products = kernels.products()
     (m, k), n = a.shape, b.shape[1]
-    edges = _column_edges(m * k, n, kernels.threads())
+    by_rows = n < m  # then b, k x n, is the smaller operand: each piece reads all of it
+    edges = _edges(k * (n if by_rows else m), m if by_rows else n, kernels.threads())
     operands = (_operand(a), _operand(b)) if len(edges) > 2 else (None, None)
     if (
         products is None
@@ -31,19 +34,25 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         return np.matmul(a, b, out=out)
     fast, sgemm = products
     (ta, lda), (tb, ldb) = operands
-    # Column j of op(b) starts j floats in (b as stored, untransposed) or j rows in.
-    column = b.itemsize if tb == NO_TRANS else ldb * b.itemsize
-    a_at, b_at, out_at = a.ctypes.data, b.ctypes.data, out.ctypes.data
-    fast.gemm_columns(sgemm, ta, tb, m, k, a_at, lda, b_at, ldb, column, out_at, n, edges)
+    size = a.itemsize
+    if by_rows:  # row i of op(a): i rows into a as stored, or i floats when transposed
+        steps = (lda * size if ta == NO_TRANS else size, n * size)
+    else:  # column j of op(b): j floats into b as stored, or j rows when transposed
+        steps = (size if tb == NO_TRANS else ldb * size, size)
+    at = (a.ctypes.data, b.ctypes.data, out.ctypes.data)
+    steps = np.array(steps, dtype=np.int64)
+    fast.gemm_pieces(
+        sgemm, ta, tb, m, n, k, at[0], lda, at[1], ldb, at[2], n, steps, edges, by_rows
+    )
     return out
 
 
-def _column_edges(work_per_column: int, n: int, pieces: int) -> np.ndarray:
-    """Edges of up to `pieces` ranges of n columns, starting on whole tiles, each of at least
-    MIN_PIECE multiply-adds (blas.py: the bits); [0, n] when no split keeps to that."""
+def _edges(work_per_line: int, n: int, pieces: int) -> np.ndarray:
+    """Edges of up to `pieces` ranges of n rows (or columns), starting on whole tiles, each of
+    at least MIN_PIECE multiply-adds (blas.py: the bits); [0, n] when no split keeps to that."""
     for count in range(min(pieces, n // TILE), 1, -1):
         edges = [round(n * p / count / TILE) * TILE for p in range(count)] + [n]
-        if min(np.diff(edges)) * work_per_column >= MIN_PIECE:
+        if min(np.diff(edges)) * work_per_line >= MIN_PIECE:
             return np.array(edges, dtype=np.int64)
     return np.array([0, n], dtype=np.int64)
 
