@@ -17,7 +17,10 @@ and col2im are the whole-batch forms (and the tests').
 With the `fast` extra the gather and the sums run as compiled loops split over the threads
 (compiled.gather_patches, scatter_patches; NumPy runs them on one thread whatever BLAS has).
 They give the same bits as the NumPy code: the gather is a copy, and the sums add each
-value's terms in the same order, block by block.
+value's terms in the same order, block by block. On more than one thread (and with NumPy's
+sgemm found, kernels.products()), the blocked forms run as compiled pieces instead, each
+thread gathering and multiplying its own blocks or channels (compiled_gemm.py), again with
+the same bits.
 
 Output sizes are floored, as in the book: input rows/columns that no window reaches are ignored
 (and get a zero gradient).

@@ -7,6 +7,8 @@ gather and col2im sums of the convolutions, the Adam step and the weight average
 or with BPTRAIN_KERNELS=numpy, they run NumPy code. Both compute the same function (tests
 compare them). The convolutions', Adam's and the average's loops give NumPy's very bits;
 BatchNorm's sums round differently, so a resume is bit-exact only under the run's own choice.
+On more than one thread the loops' threads also run the conv and dense layers' products, in
+pieces that each call NumPy's sgemm on one BLAS thread (products(), compiled_gemm.py).
 
 numba is imported on the first call, not when bptrain is: commands that never run such a
 layer or optimizer (and `bptrain --help`) do not pay for it. Compiled code is cached on disk
