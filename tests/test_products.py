@@ -117,14 +117,15 @@ def test_conv_in_pieces_matches_a_float64_convolution(budget) -> None:
     np.testing.assert_allclose(dx, dx_expected, rtol=1e-4, atol=1e-3)
 
 
-# (rows, inner, columns, split): cnn-deep's dense layer, the book's, one whose 64 columns
-# split in 3 would leave a piece below blas.MIN_PIECE (the bits) and go in 2, and speedrun's,
-# too small to split at all.
+# (rows, inner, columns, split): cnn-deep's dense layer, the book's, speedrun's (its 64
+# columns split in 3 would leave a piece below blas.MIN_PIECE, the bits, and go in 2), the mlp
+# preset's first layer, and 784-100-100-10's second, too small to split at all.
 DENSE = [
     (100, 3136, 256, True),
     (100, 4320, 100, True),
-    (100, 1600, 64, True),
-    (100, 512, 64, False),
+    (100, 512, 64, True),
+    (100, 784, 50, True),
+    (100, 100, 100, False),
 ]
 
 
@@ -147,13 +148,36 @@ def test_dense_products_in_pieces_give_the_one_thread_bits(shape, budget, calls)
     assert calls.get("gemm_pieces", 0) == (6 if split else 0)
 
 
+def test_products_of_many_shapes_in_pieces_give_the_one_thread_bits(budget, calls) -> None:
+    # Shapes around the lines the bits depend on: pieces just above the small kernels' 100^3,
+    # wholes on either side of OpenBLAS's direct-sgemm line (7.3 M), odd column counts, and
+    # all three operand layouts the affine layer uses.
+    rng = np.random.default_rng(11)
+    cases = []
+    for _ in range(60):
+        m, n = (int(rng.choice(sizes)) for sizes in ([32, 50, 96, 100, 160, 256, 400],) * 2)
+        k = int(rng.choice([50, 100, 200, 512, 784, 1000]))
+        layout = int(rng.integers(3))  # x @ W, x.T @ dout, dout @ W.T
+        a = rng.standard_normal((k, m) if layout == 1 else (m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if layout == 2 else (k, n)).astype(np.float32)
+        cases.append((a.T if layout == 1 else a, b.T if layout == 2 else b))
+    budget(1)
+    alone = [a @ b for a, b in cases]
+    for threads in (2, 3):
+        budget(threads)
+        for (a, b), expected in zip(cases, alone, strict=True):
+            assert np.array_equal(matmul.matmul(a, b), expected), (a.shape, b.shape, threads)
+    assert calls.get("gemm_pieces", 0) > 60  # most of them did split
+
+
 def test_column_pieces_start_on_whole_tiles_and_keep_above_the_small_kernels() -> None:
     edges = matmul._edges(100 * 3136, 256, 3)
     assert list(edges) == [0, 80, 176, 256]
     assert all(e % blas.TILE == 0 for e in edges)
-    # 64 columns of 160,000 multiply-adds: 3 pieces would have one of 16 columns (2.6 M).
-    assert list(matmul._edges(100 * 1600, 64, 3)) == [0, 32, 64]
-    assert list(matmul._edges(100 * 512, 64, 3)) == [0, 64]  # speedrun's: no split
+    # speedrun's 64 columns of 51,200 multiply-adds: 3 pieces would have one of 16 columns
+    # (0.8 M, below the small kernels' line), so they go in 2.
+    assert list(matmul._edges(100 * 512, 64, 3)) == [0, 32, 64]
+    assert list(matmul._edges(100 * 100, 100, 3)) == [0, 100]  # 784-100-100-10's second: no split
 
 
 def test_blas_runs_on_one_thread_while_the_loops_run_the_products(budget) -> None:

@@ -28,9 +28,11 @@ TILE = 16
 # OpenBLAS (x86-64, since 0.3.16) computes a product of at most 100^3 multiply-adds with its
 # "small matrix" kernels, which round differently from the tiled ones: a (100 x 512) @ (512 x
 # 16) piece of a (512 x 64) product did not give the whole product's bits. Every piece is
-# kept at 4 times that (other CPUs' kernels draw the line elsewhere), so that the pieces and
-# the whole product all take the tiled kernels.
-MIN_PIECE = 4 * 100**3
+# kept above that line, so that the pieces and the whole product all take the tiled kernels.
+# It is the highest line any of OpenBLAS's sgemm small-kernel permits draws (SkylakeX and
+# POWER10 100^3, POWER10 built with clang 84^3, Arm SVE 64^3), and low enough that an MLP's
+# first layer, (100 x 784) @ (784 x 50), splits in two.
+MIN_PIECE = 100**3 + 1
 _SYMBOLS = ("scipy_cblas_sgemm64_", "cblas_sgemm64_")  # NumPy's bundled OpenBLAS first
 
 

@@ -19,14 +19,17 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     """a @ b for 2-D a and b, into `out` when given (C-contiguous, the result's shape)."""
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    products = kernels.products()
     (m, k), n = a.shape, b.shape[1]
+    products = kernels.products()
+    # Most dense products are too small for two pieces; they skip the bookkeeping below,
+    # which would cost an MLP step more than the products it splits (batch 100, 784-50-10).
+    if products is None or m * n * k < 2 * MIN_PIECE:
+        return np.matmul(a, b, out=out)
     by_rows = n < m  # then b, k x n, is the smaller operand: each piece reads all of it
     edges = _edges(k * (n if by_rows else m), m if by_rows else n, kernels.threads())
     operands = (_operand(a), _operand(b)) if len(edges) > 2 else (None, None)
     if (
-        products is None
-        or None in operands
+        None in operands
         or min(m, k) < 2  # NumPy's vector cases take other BLAS calls
         or any(x.dtype != np.float32 for x in (a, b, out))
         or not out.flags.c_contiguous
