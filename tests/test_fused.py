@@ -96,7 +96,7 @@ def test_fused_training_is_the_unfused_training_bit_for_bit(norm, pool, hw, valu
 def test_before_a_conv_the_pooled_output_is_laid_out_as_the_conv_reads_it() -> None:
     specs = [*block()[:4], {"type": "conv2d", "filters": 3, "kernel": 3}, *block()[4:]]
     fused, plain = twins(specs, (2, 8, 8))
-    assert fused._for_conv == {(1, 3, 2)}
+    assert fused._for_conv == {(1, 3, 2): fused.layers[4]}
     rng = np.random.default_rng(6)
     x, t = rng.standard_normal((5, 2, 8, 8)).astype(np.float32), rng.integers(0, 3, 5)
     got, expected = train_steps(fused, x, t), train_steps(plain, x, t)
@@ -104,9 +104,10 @@ def test_before_a_conv_the_pooled_output_is_laid_out_as_the_conv_reads_it() -> N
         assert np.array_equal(scores_a, scores_b)
         assert all(np.array_equal(grads_a[k], grads_b[k]) for k in grads_b)
     conv_out = fused.layers[0].forward(x, train=True)
-    pooled = runs.forward([fused.layers[i] for i in (1, 3, 2)], conv_out, True, for_conv=True)
-    assert pooled.transpose(1, 2, 3, 0).flags.c_contiguous  # (C, H, W, N) memory
-    assert twins(block(), (2, 8, 8))[0]._for_conv == set()  # flatten next: C order
+    run = [fused.layers[i] for i in (1, 3, 2)]
+    pooled = runs.forward(run, conv_out, True, for_conv=fused.layers[4])
+    assert pooled.transpose(1, 2, 3, 0).flags.c_contiguous  # (C, H, W, N): im2col's copy
+    assert twins(block(), (2, 8, 8))[0]._for_conv == {}  # flatten next: C order
 
 
 def test_fused_pair_passes_the_gradient_check() -> None:

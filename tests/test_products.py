@@ -66,12 +66,13 @@ def conv_pass(x, filters, kernel, padding, first_layer):
     return out.copy(), None if dx is None else dx.copy(), *(g.copy() for g in layer.grads.values())
 
 
-# (N, C, H, filters, kernel, padding, first layer): cnn-deep's second conv (even forward
-# blocks, 2 channel shares of 16 in the backward), the book's first conv (4 even forward
+# (N, C, H, filters, kernel, padding, first layer): cnn-deep's second conv with 5x5 filters
+# (its 3x3 ones run Winograd's way, winograd.py; even forward blocks, 2 channel shares of 16
+# in the backward), the book's first conv (4 even forward
 # blocks, row_blocks' 3 dealt out in the backward), and a batch of 37 whose blocks do not
 # start on whole tiles (row_blocks' forward) with channels too few to share (one piece).
 CONVS = [
-    (100, 32, 14, 64, 3, "same", False),
+    (100, 32, 14, 64, 5, "same", False),
     (100, 1, 28, 30, 5, 0, True),
     (37, 16, 12, 32, 5, 0, False),
 ]
@@ -103,9 +104,9 @@ def test_conv_in_pieces_matches_a_float64_convolution(budget) -> None:
     rng = np.random.default_rng(5)
     x = rng.standard_normal((100, 32, 14, 14))
     budget(2)
-    out, dx, dW, db = conv_pass(x.astype(np.float32), 64, 3, "same", False)
-    layer = built({"type": "conv2d", "filters": 64, "kernel": 3, "padding": "same"}, x.shape[1:])
-    cols = im2col.im2col(x, (3, 3), 1, (1, 1))  # (C*9, 14*14*N), pixel-major
+    out, dx, dW, db = conv_pass(x.astype(np.float32), 64, 5, "same", False)
+    layer = built({"type": "conv2d", "filters": 64, "kernel": 5, "padding": "same"}, x.shape[1:])
+    cols = im2col.im2col(x, (5, 5), 1, (2, 2))  # (C*25, 14*14*N), pixel-major
     W = layer.params["W"].reshape(64, -1).astype(np.float64)
     expected = (W @ cols).reshape(64, 14, 14, 100).transpose(3, 0, 1, 2)
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
@@ -113,7 +114,7 @@ def test_conv_in_pieces_matches_a_float64_convolution(budget) -> None:
     d2 = dout.transpose(1, 2, 3, 0).reshape(64, -1)
     np.testing.assert_allclose(dW.reshape(64, -1), d2 @ cols.T, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(db, d2.sum(axis=1), rtol=1e-4, atol=1e-3)
-    dx_expected = im2col.col2im(W.T @ d2, x.shape, (3, 3), 1, (1, 1))
+    dx_expected = im2col.col2im(W.T @ d2, x.shape, (5, 5), 1, (2, 2))
     np.testing.assert_allclose(dx, dx_expected, rtol=1e-4, atol=1e-3)
 
 

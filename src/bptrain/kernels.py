@@ -126,6 +126,15 @@ def products() -> tuple[ModuleType, object] | None:
     return _products[0] if _products and threads() > 1 else None
 
 
+def sgemm():
+    """NumPy's sgemm (blas.sgemm()) when the compiled loops are loaded and it was found, on
+    any budget: the Winograd convolution (winograd.py) calls it from the loops' threads.
+    None otherwise."""
+    if compiled() is None:
+        return None
+    return _products[0][1] if _products else None
+
+
 def _set_budget(threads: int | None) -> int:
     """numba's threads (capped at its pool) and the budget, when given; the previous budget.
 

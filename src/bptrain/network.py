@@ -48,9 +48,8 @@ class Network:
         # The order in steps; runs of several layers train as one pass each way when they
         # can (layers/fused.py), and those the last forward ran so must go back so too.
         self.steps = fused.plan(self.layers, self.order)
-        self._for_conv = {
-            step for step in self.steps if fused.feeds_conv(self.layers, self.order, step[-1])
-        }
+        nexts = {step: fused.next_conv(self.layers, self.order, step[-1]) for step in self.steps}
+        self._for_conv = {step: conv for step, conv in nexts.items() if conv is not None}
         self._ran_fused: set[tuple[int, ...]] = set()
 
     def _execution_order(self) -> list[int]:
@@ -149,7 +148,7 @@ class Network:
         for step in self.steps:
             if len(step) > 1:
                 run = [self.layers[i] for i in step]
-                out = fused.forward(run, x, train, for_conv=step in self._for_conv)
+                out = fused.forward(run, x, train, for_conv=self._for_conv.get(step))
                 if out is not None:
                     x = out
                     self._ran_fused.add(step)

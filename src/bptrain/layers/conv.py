@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from .. import winograd
 from ..errors import ConfigError
 from ..im2col import Pair, conv_gradients, im2col_gemm, output_size
 from ..initializers import INITIALIZERS
@@ -92,6 +93,12 @@ class Conv2D(Layer):
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         n, _, h, w = x.shape
+        self.xt = self.images = None
+        if winograd.usable(x, self.params["W"], self.stride):
+            # (H, W, N, C) in, (OH, OW, N, F) out: the pixel-major memory of the other path.
+            self.images = winograd.channels_last(x)
+            out = winograd.forward(self.images, self.params["W"], self.params["b"], self.pad)
+            return out.transpose(2, 3, 0, 1)
         # xt: the padded input as (C, H + 2*ph, W + 2*pw, N); out (OH*OW*N, F), from columns
         # (C*KH*KW + 1, OH*OW*N) whose row of ones carries the bias through the GEMM.
         self.xt, out = im2col_gemm(x, self._weights_and_bias(), self.kernel, self.stride, self.pad)
@@ -106,6 +113,8 @@ class Conv2D(Layer):
         return np.concatenate([W2, self.params["b"][:, None]], axis=1)
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        if self.images is not None:
+            return self._winograd_backward(dout)
         # (N, F, OH, OW) -> (OH*OW*N, F): a view when dout is pixel-major, else one copy.
         dout2 = dout.transpose(2, 3, 0, 1).reshape(-1, self.filters)
         W2 = self.params["W"].reshape(self.filters, -1)
@@ -118,6 +127,23 @@ class Conv2D(Layer):
         self.grads["W"].reshape(self.filters, -1)[...] = grads[:-1].T
         self.grads["b"][...] = grads[-1]
         return dx
+
+    def _winograd_backward(self, dout: np.ndarray) -> np.ndarray | None:
+        dy = np.ascontiguousarray(dout.transpose(2, 3, 0, 1))  # (OH, OW, N, F), mostly a view
+        self.grads["W"][...], self.grads["b"][...] = winograd.weight_grads(
+            self.images, dy, self.pad
+        )
+        if self.skip_input_grad:
+            return None
+        h, w = self.images.shape[:2]
+        dx = winograd.input_grad(dy, self.params["W"], self.pad, (h, w))
+        return dx.transpose(2, 3, 0, 1)  # (N, C, H, W) over (H, W, N, C) memory
+
+    def reads_channels_last(self, input_dtype: np.dtype) -> bool:
+        """Whether forward reads its input as (H, W, N, C) memory (Winograd) rather than
+        (C, H, W, N) (im2col's copy): the layout a fused run before it should hand over."""
+        probe = np.empty((1, self.params["W"].shape[1], 1, 1), dtype=input_dtype)
+        return winograd.usable(probe, self.params["W"], self.stride)
 
     def __repr__(self) -> str:
         return (

@@ -49,11 +49,12 @@ def _layer(layers: list[Layer], i: int | None) -> Layer | None:
     return None if i is None else layers[i]
 
 
-def feeds_conv(layers: list[Layer], order: list[int], last: int) -> bool:
-    """Whether the layer after `last` in execution order is a conv2d: then a run ending
-    there lays its output out as the conv reads it (see forward)."""
+def next_conv(layers: list[Layer], order: list[int], last: int) -> Conv2D | None:
+    """The conv2d right after `last` in execution order, if that is one: a run ending there
+    lays its output out as the conv reads it (see forward)."""
     position = order.index(last) + 1
-    return position < len(order) and type(layers[order[position]]) is Conv2D
+    following = layers[order[position]] if position < len(order) else None
+    return following if type(following) is Conv2D else None
 
 
 def _pixel_major(x: np.ndarray) -> np.ndarray | None:
@@ -65,15 +66,16 @@ def _pixel_major(x: np.ndarray) -> np.ndarray | None:
 
 
 def forward(
-    run: list[Layer], x: np.ndarray, train: bool, for_conv: bool = False
+    run: list[Layer], x: np.ndarray, train: bool, for_conv: Conv2D | None = None
 ) -> np.ndarray | None:
     """The run's layers' forward passes in one, or None when it cannot go fused (inference,
     no compiled loops, x not pixel-major): then run the layers themselves.
 
-    The output is C order for a flatten -> affine after it; `for_conv` lays it out in
-    (C, H, W, N) memory instead, the order a conv2d's im2col copy reads and its input
-    gradient comes back in, so a ReLU between them works on matching memory both ways
-    (on mismatched memory its backward took 1.8 ms for 2.5 MB).
+    The output is C order for a flatten -> affine after it; before a conv2d (`for_conv`)
+    it is laid out as that conv reads its input and returns its gradient, so a ReLU
+    between them works on matching memory both ways (on mismatched memory its backward took
+    1.8 ms for 2.5 MB): (H, W, N, C), the pooled values as they are, for a Winograd conv;
+    (C, H, W, N) for im2col's copy.
     """
     fast, planes = kernels.compiled(), _pixel_major(x)
     if not train or fast is None or planes is None:
@@ -98,7 +100,9 @@ def forward(
     pool.arg = arg.reshape(oh, ow, n * c)  # the compiled pool's own argmax planes
     if relu is not None:
         relu.mask = mask.transpose(2, 3, 0, 1)  # (N, C, OH, OW) view of the planes
-    if for_conv:  # (OH, OW, N, C) -> (C, OH, OW, N) memory, as (N, C, OH, OW)
+    if for_conv is not None and for_conv.reads_channels_last(x.dtype):
+        return out.transpose(2, 3, 0, 1)
+    if for_conv is not None:  # (OH, OW, N, C) -> (C, OH, OW, N) memory, as (N, C, OH, OW)
         channel_major = np.empty((c, oh, ow, n), dtype=x.dtype)
         fast.transpose(out.reshape(-1, c), channel_major.reshape(c, -1))
         return channel_major.transpose(3, 0, 1, 2)
