@@ -137,6 +137,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "since it was made, and only train its PyTorch twin",
     )
     parser.add_argument(
+        "--reuse-torch",
+        action="store_true",
+        help="with --compare-torch: train bptrain's runs (and seeds) again but keep each "
+        "preset's recorded PyTorch twin and twin seeds, whatever code made them: for a change "
+        "to bptrain's own computation that leaves the twin's data, augmentation and "
+        "initialization alone; the table names the twins' date",
+    )
+    parser.add_argument(
         "--add-seeds",
         action="store_true",
         help="with --compare-torch: keep each preset's recorded run and its twin's (whatever "
@@ -164,6 +172,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.add_seeds and (not args.compare_torch or args.reuse_bptrain or args.overrides):
         parser.error("--add-seeds needs --compare-torch, and neither --reuse-bptrain nor --set")
+    if args.reuse_torch and (
+        not args.compare_torch or args.reuse_bptrain or args.add_seeds or args.overrides
+    ):
+        parser.error(
+            "--reuse-torch needs --compare-torch, and none of --reuse-bptrain, --add-seeds, --set"
+        )
     if args.data_dir is not None and args.dataset is None:
         parser.error("--data-dir is one dataset's folder: give --dataset too")
     return args
@@ -330,11 +344,20 @@ def spread(values: list[float]) -> dict[str, Any]:
     }
 
 
-def run_seeds(result: dict, sets: list[str], data: list[str], env: dict, args, out: Path) -> dict:
-    """Seeds 0, 1, 2 of bptrain and the twin (the preset's own seed is already run)."""
+def run_seeds(
+    result: dict,
+    sets: list[str],
+    data: list[str],
+    env: dict,
+    args,
+    out: Path,
+    kept_twins: dict[int, float] | None = None,
+) -> dict:
+    """Seeds 0, 1, 2 of bptrain and the twin (the preset's own seed is already run; the twin's
+    seeds in `kept_twins`, --reuse-torch, are not run again)."""
     name, dataset = result["preset"], result["dataset"]
     own = result["seed"]
-    accuracies: dict[str, dict[int, float]] = {"bptrain": {}, "torch": {}}
+    accuracies: dict[str, dict[int, float]] = {"bptrain": {}, "torch": dict(kept_twins or {})}
     if own in SEEDS:
         accuracies["bptrain"][own] = result["test_accuracy"]
         accuracies["torch"][own] = result["torch"]["test_accuracy"]
@@ -344,7 +367,11 @@ def run_seeds(result: dict, sets: list[str], data: list[str], env: dict, args, o
             continue
         seed_out = out.with_name(f"{out.stem}-seed{seed}{out.suffix}")
         b = run_preset(name, dataset, sets, data, env, seed_out, seed=seed)
-        t = run_twin(name, dataset, sets, data, env, args.threads, seed=seed)
+        if seed in accuracies["torch"]:
+            t = {"preset": name, "dataset": dataset, "wall_seconds": 0.0}
+            t["test_accuracy"] = accuracies["torch"][seed]
+        else:
+            t = run_twin(name, dataset, sets, data, env, args.threads, seed=seed)
         for key, run in (("bptrain", b), ("torch", t)):
             if "error" in run:
                 errors.append(f"{key} seed {seed}: {run['error']}")
@@ -570,6 +597,16 @@ def _torch_note(payload: dict) -> str | None:
         ]
         if added:  # --add-seeds: the preset's own seed ran earlier, the others later
             seed_text += f" Added to a recorded run (--add-seeds): {'; '.join(added)}."
+    kept = [
+        f"`{r['preset']}`'s of {r['torch']['kept_from']}" + _seeds_kept(r)
+        for r in runs
+        if "kept_from" in r["torch"]
+    ]
+    if kept:  # --reuse-torch: bptrain ran again, its twins did not
+        seed_text += (
+            f" PyTorch runs kept from before a change to bptrain alone (--reuse-torch): "
+            f"{'; '.join(kept)}."
+        )
     else:
         seed_text = f"No preset came within {gap} points of PyTorch: one seed each."
     return (
@@ -579,6 +616,11 @@ def _torch_note(payload: dict) -> str | None:
         "restore-best rule); its wall time is the whole twin process, s/epoch training only. "
         + seed_text
     )
+
+
+def _seeds_kept(run: dict) -> str:
+    when = run.get("seeds", {}).get("torch_kept_from")
+    return f" (its other seeds' of {when})" if when else ""
 
 
 def readme_section(folder: Path = RESULTS) -> str:
@@ -683,9 +725,13 @@ def bench_preset(name: str, dataset: str, args, data: list[str], env: dict, tmp:
     if not args.compare_torch:
         _say("its own seed", result)
         return result
-    # A config without a seed draws one: the twin gets the one bptrain drew.
-    drawn = result.get("seed") if planned(name, dataset, args.overrides)[0] is None else None
-    twin = run_twin(name, dataset, args.overrides, data, env, args.threads, seed=drawn)
+    kept = kept_twin(name, dataset, args, result.get("seed")) if args.reuse_torch else None
+    if kept is not None:
+        twin = kept["torch"]
+    else:
+        # A config without a seed draws one: the twin gets the one bptrain drew.
+        drawn = result.get("seed") if planned(name, dataset, args.overrides)[0] is None else None
+        twin = run_twin(name, dataset, args.overrides, data, env, args.threads, seed=drawn)
     result["torch"] = twin
     _say("its own seed", result, twin)
     if "error" in result or "error" in twin:
@@ -699,8 +745,35 @@ def bench_preset(name: str, dataset: str, args, data: list[str], env: dict, tmp:
             f"(< {args.seed_gap}): seeds {', '.join(map(str, SEEDS))} of both",
             file=sys.stderr,
         )
-        result["seeds"] = run_seeds(result, args.overrides, data, env, args, out)
+        twins, when = _seed_twins(kept) if kept is not None else ({}, None)
+        result["seeds"] = run_seeds(result, args.overrides, data, env, args, out, twins)
+        if twins:
+            result["seeds"]["torch_kept_from"] = when
     return result
+
+
+def kept_twin(name: str, dataset: str, args, seed: int | None) -> dict | None:
+    """--reuse-torch: the preset's recorded run when it has a twin of the same seed; its twin
+    then names the date it ran (`kept_from`)."""
+    runs = load_results(dataset, results_folder(args)).get("runs", [])
+    found = next((r for r in runs if r["preset"] == name), None)
+    twin = (found or {}).get("torch", {})
+    if "test_accuracy" not in twin or twin.get("seed") != seed:
+        print(f"\n== {name} on {dataset}: no recorded twin to keep, it trains", file=sys.stderr)
+        return None
+    kept_from = twin.get("kept_from", str(found.get("when", ""))[:10])
+    print(f"\n== {name} on {dataset}: PyTorch's twin of {kept_from} kept", file=sys.stderr)
+    return {**found, "torch": {**twin, "kept_from": kept_from}}
+
+
+def _seed_twins(recorded: dict) -> tuple[dict[int, float], str | None]:
+    """The recorded twin's seeds' accuracies by seed (none when they failed or never ran),
+    and the date they ran."""
+    seeds = recorded.get("seeds", {})
+    if "error" in seeds or "torch" not in seeds:
+        return {}, None
+    when = seeds.get("torch_kept_from") or seeds.get("when") or recorded["torch"]["kept_from"]
+    return dict(zip(seeds["seeds"], seeds["torch"]["accuracy"], strict=True)), when
 
 
 def main(argv: list[str] | None = None) -> int:

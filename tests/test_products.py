@@ -204,7 +204,8 @@ def test_float64_products_take_numpy(budget, calls) -> None:
 
 def test_training_on_two_threads_gives_the_one_thread_run(tmp_path, idx_folder) -> None:
     """End to end, real processes: `--threads 2` trains a conv net to the same bits as
-    `--threads 1` (pieces for the second conv's channels and the dense layer's columns)."""
+    `--threads 1` (the second conv in Winograd's blocks, the first conv's forward rows and
+    the dense layer's columns in pieces)."""
     import subprocess
     import sys
 

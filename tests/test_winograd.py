@@ -54,12 +54,13 @@ def reference(x, W, b, dout, pad):
 
 
 # (N, C, H, W, filters, padding): cnn-deep's second conv (4 chunks of 25 images); odd sizes
-# (tiles past the edges); no padding; as many filters as channels; 61 images in chunks of 31
-# and 30.
+# (tiles past the edges); no padding; padding 2 (outputs larger than the inputs); as many
+# filters as channels; 61 images in chunks of 31 and 30.
 SHAPES = [
     (100, 32, 14, 14, 64, 1),
     (7, 16, 7, 9, 17, 1),
     (5, 20, 6, 5, 16, 0),
+    (4, 16, 5, 6, 16, 2),
     (3, 16, 3, 3, 16, 1),
     (61, 64, 8, 8, 64, 1),
 ]
