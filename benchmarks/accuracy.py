@@ -367,8 +367,8 @@ def run_seeds(
             continue
         seed_out = out.with_name(f"{out.stem}-seed{seed}{out.suffix}")
         b = run_preset(name, dataset, sets, data, env, seed_out, seed=seed)
-        if seed in accuracies["torch"]:
-            t = {"preset": name, "dataset": dataset, "wall_seconds": 0.0}
+        if seed in accuracies["torch"]:  # --reuse-torch: kept, not run
+            t = {"preset": name, "dataset": dataset, "kept": True}
             t["test_accuracy"] = accuracies["torch"][seed]
         else:
             t = run_twin(name, dataset, sets, data, env, args.threads, seed=seed)
@@ -391,6 +391,8 @@ def _say(what: str, b: dict, t: dict | None = None) -> None:
     def text(r: dict) -> str:
         acc = r.get("test_accuracy")
         shown = f"{acc:.2%}" if acc is not None else r.get("error")
+        if r.get("kept") or "kept_from" in r:
+            return f"{shown} (recorded run, kept)"
         return f"{shown} in {_minutes(r['wall_seconds'])}"
 
     line = f"== {b['preset']} on {b['dataset']}, {what}: test accuracy {text(b)}"

@@ -7,10 +7,11 @@ already have, so every inner loop runs over contiguous channels (or filters).
 The output is cut into tiles of 2x2 pixels; a block is one row of tiles of `samples`
 images, and each block is one work unit: transform its input tiles into a (16, tiles, C)
 buffer, multiply each of the 16 (tiles x C) matrices by its (C x F) transformed filters with
-one sgemm call, transform the (16, tiles, F) products back to pixels. (In (tiles, 16, C)
-order the products' rows lay 4 KB apart for F = 64, one cache set: 40% slower.) The blocks depend on
-the shapes only, never on the thread count, so a block's results are the same bits on any
-number of threads: every sgemm call is the same call, made on a BLAS of one thread.
+one sgemm call, transform the (16, tiles, F) products back to pixels. (This order keeps each
+of the 16 matrices contiguous; in (tiles, 16, F) order a product's rows lie 4 KB apart for
+F = 64, all in the same cache sets.) The blocks depend on the shapes only, never on the
+thread count, so a block's results are the same bits on any number of threads: every sgemm
+call is the same call, made on a BLAS of one thread.
 
 Formulas: Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks" (2015),
 F(2x2, 3x3): Y = A' [(G g G') . (B' d B)] A.
@@ -38,7 +39,8 @@ def _block(blk, samples, n_total):
 
 # Every inner loop below runs over 1-D slices taken before it, indexed by the loop's own
 # counter: LLVM then knows no index is negative and vectorizes the loop (an index such as
-# `offset + j` makes numba wrap negative values around, which kept these loops scalar).
+# `offset + j` makes numba wrap negative values around, which kept these loops scalar: the
+# input transform took 2.2 ms per cnn-deep step that way, 1.0 ms this way, on one thread).
 
 
 @njit(cache=True, inline="always")

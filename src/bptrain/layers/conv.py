@@ -1,4 +1,5 @@
-"""2-D convolution on (N, C, H, W) batches, through im2col/col2im (pooling is in pool.py).
+"""2-D convolution on (N, C, H, W) batches, through im2col/col2im (pooling is in pool.py), or
+for 3x3 filters at stride 1 over many channels, Winograd's tiles (winograd.py).
 
 Conv2D returns an (N, F, OH, OW) array whose memory is pixel-major (OH, OW, N, F): that is the
 layout its GEMM produces, and reading it as NCHW is a free transpose. Elementwise layers and
@@ -10,7 +11,11 @@ other layout still works, at the price of one copy.
 The GEMMs that write or read columns run a block of output rows at a time (im2col_gemm,
 conv_gradients), so the columns are consumed while still in cache. Between forward and
 backward the layer keeps only its padded input (KH*KW times smaller than the columns), from
-which backward gathers each block's columns again."""
+which backward gathers each block's columns again.
+
+The Winograd path (float32 with the compiled loops; winograd.usable says when) reads its
+input as (H, W, N, C) memory, keeps it as it is for backward, and returns its input gradient
+in that memory too; the output is pixel-major either way."""
 
 from __future__ import annotations
 
