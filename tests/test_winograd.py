@@ -172,3 +172,49 @@ def test_filter_transform_and_its_adjoint_are_adjoint() -> None:
     left = np.vdot(winograd._filter_tiles(g).astype(np.float64), h)
     right = np.vdot(g.astype(np.float64), winograd._filter_grads(h))
     np.testing.assert_allclose(left, right, rtol=1e-5)
+
+
+def test_a_run_with_winograd_convs_resumes_exactly_from_a_mid_epoch_checkpoint(tmp_path) -> None:
+    from bptrain import checkpoint
+    from bptrain.optimizers import OPTIMIZERS
+    from bptrain.train import fit
+
+    rng0 = np.random.default_rng(4)
+    x, t = rng0.random((120, 1, 8, 8), dtype=np.float32), rng0.integers(0, 3, 120)
+    specs = [
+        {"type": "conv2d", "filters": 16, "kernel": 3, "padding": "same"},
+        {"type": "batch_norm"},
+        {"type": "relu"},
+        {"type": "max_pool2d", "size": 2},
+        {"type": "conv2d", "filters": 16, "kernel": 3, "padding": "same"},
+        {"type": "relu"},
+        {"type": "flatten"},
+        {"type": "affine", "units": 3},
+    ]
+
+    def fresh():
+        rng = np.random.default_rng(8)
+        net = Network.from_specs(specs, (1, 8, 8), rng=rng)
+        return net, OPTIMIZERS.build({"type": "adam", "lr": 0.01}), rng
+
+    common = dict(epochs=2, batch_size=20, val=(x[:40], t[:40]))
+    net, opt, rng = fresh()
+    fit(net, opt, (x, t), rng=rng, **common)
+    assert net.layers[4].images is not None  # the second conv ran Winograd's way
+    net_a, opt_a, rng_a = fresh()
+    calls = iter(range(10**6))
+    state_a = fit(
+        net_a, opt_a, (x, t), rng=rng_a, stop_requested=lambda: next(calls) == 8, **common
+    )
+    assert state_a.interrupted and state_a.epoch == 1
+    info = checkpoint.RunInfo(
+        config={"seed": 8, "data": {"dataset": "idx"}}, seed=8, input_shape=(1, 8, 8),
+        num_classes=3, class_names=tuple("abc"), dataset="idx",
+    )  # fmt: skip
+    path = checkpoint.save(tmp_path / "mid.npz", net_a, opt_a, state_a, rng_a, info)
+    net_b, opt_b, rng_b = fresh()
+    resumed = checkpoint.restore_training(checkpoint.load(path), net_b, opt_b, rng_b)
+    fit(net_b, opt_b, (x, t), rng=rng_b, state=resumed, **common)
+    for name in net.arrays:
+        assert np.array_equal(net_b.arrays[name], net.arrays[name]), name
+    assert any(not np.array_equal(net.arrays[n], fresh()[0].arrays[n]) for n in net.arrays)

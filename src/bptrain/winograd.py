@@ -6,7 +6,7 @@ instead of im2col's 36 (Lavin and Gray, 2015): the input tiles (4x4) and the fil
 transformed, multiplied elementwise (summed over channels: 16 matrix products of tiles x C by
 C x F), and the 16 products transformed back. In the cnn-deep preset's second conv (32 -> 64
 channels, 14x14, batch 100, two threads, per training step) the forward went from 6.3 ms to
-3.7-4.4 ms and the backward from 10.7 ms to 8.3-10 ms; the transforms, which move the 16
+3.6-4.4 ms and the backward from 10.7 ms to 8.3-10 ms; the transforms, which move the 16
 products' 20 MB through the cache, now take about as long as the products themselves.
 
 The backward runs the same way: the input gradient is the convolution of the output gradient
