@@ -599,6 +599,8 @@ def _torch_note(payload: dict) -> str | None:
         ]
         if added:  # --add-seeds: the preset's own seed ran earlier, the others later
             seed_text += f" Added to a recorded run (--add-seeds): {'; '.join(added)}."
+    else:
+        seed_text = f"No preset came within {gap} points of PyTorch: one seed each."
     kept = [
         f"`{r['preset']}`'s of {r['torch']['kept_from']}" + _seeds_kept(r)
         for r in runs
@@ -609,8 +611,6 @@ def _torch_note(payload: dict) -> str | None:
             f" PyTorch runs kept from before a change to bptrain alone (--reuse-torch): "
             f"{'; '.join(kept)}."
         )
-    else:
-        seed_text = f"No preset came within {gap} points of PyTorch: one seed each."
     return (
         f"PyTorch columns: the same network in PyTorch {versions} ({threads} thread(s); "
         "`benchmarks/torch_twin.py`: same layers, initialization, optimizer, schedule, batch "
