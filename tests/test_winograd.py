@@ -114,16 +114,22 @@ def test_a_first_layer_returns_no_input_gradient(budget) -> None:
     assert layer.images is not None and dx is None and np.any(dW != 0)
 
 
+# A conv -> BatchNorm -> ReLU -> pool run (it goes fused) before a Winograd conv.
+TWO_BLOCKS = [
+    {"type": "conv2d", "filters": 16, "kernel": 3, "padding": "same"},
+    {"type": "batch_norm"},
+    {"type": "relu"},
+    {"type": "max_pool2d", "size": 2},
+    {"type": "conv2d", "filters": 16, "kernel": 3, "padding": "same"},
+]
+
+
 def test_the_pooled_output_before_a_winograd_conv_is_its_channels_last_memory(budget) -> None:
     """A fused BatchNorm/pool/ReLU run hands a Winograd conv its own (H, W, N, C) output
     without a copy, and the conv's input gradient comes back in that memory."""
     budget(2)
     specs = [
-        {"type": "conv2d", "filters": 16, "kernel": 3, "padding": "same"},
-        {"type": "batch_norm"},
-        {"type": "relu"},
-        {"type": "max_pool2d", "size": 2},
-        {"type": "conv2d", "filters": 16, "kernel": 3, "padding": "same"},
+        *TWO_BLOCKS,
         {"type": "flatten"},
         {"type": "affine", "units": 3},
     ]
@@ -182,11 +188,7 @@ def test_a_run_with_winograd_convs_resumes_exactly_from_a_mid_epoch_checkpoint(t
     rng0 = np.random.default_rng(4)
     x, t = rng0.random((120, 1, 8, 8), dtype=np.float32), rng0.integers(0, 3, 120)
     specs = [
-        {"type": "conv2d", "filters": 16, "kernel": 3, "padding": "same"},
-        {"type": "batch_norm"},
-        {"type": "relu"},
-        {"type": "max_pool2d", "size": 2},
-        {"type": "conv2d", "filters": 16, "kernel": 3, "padding": "same"},
+        *TWO_BLOCKS,
         {"type": "relu"},
         {"type": "flatten"},
         {"type": "affine", "units": 3},

@@ -189,8 +189,8 @@ def convolve(sgemm, src, top, left, samples, U, bias, vbuf, mbuf, tbuf, zero, ou
     whose transforms are U (16, C, F), plus bias; block b on piece b % pieces.
 
     vbuf (pieces, 16, tiles, C) and mbuf (pieces, 16, tiles, F): each piece's own buffers,
-    tiles = (OW + 1) // 2 * samples; tbuf (pieces, 4, OW + 3, samples * C) and zero: the
-    scratch and zeros of _input_tiles.
+    tiles = (OW + 1) // 2 * samples; tbuf (pieces, 4, 2 * ((OW + 1) // 2) + 2, at least
+    samples * C) and zero: the scratch and zeros of _input_tiles.
     """
     oh, ow, n_total, f = out.shape
     c = src.shape[3]

@@ -43,14 +43,15 @@ MIN_CHANNELS = 16
 BLOCK_BYTES = 1 << 20
 
 
-def usable(x: np.ndarray, weights: np.ndarray, stride: int) -> bool:
-    """Whether Conv2D's forward on batch `x` with filters `weights` (F, C, KH, KW) runs here."""
+def usable(dtype: np.dtype, weights: np.ndarray, stride: int) -> bool:
+    """Whether Conv2D's forward on a batch of `dtype` with filters `weights` (F, C, KH, KW)
+    runs here."""
     f, c, kh, kw = weights.shape
     return (
         (kh, kw) == (3, 3)
         and stride == 1
         and min(c, f) >= MIN_CHANNELS
-        and x.dtype == np.float32
+        and dtype == np.float32
         and weights.dtype == np.float32
         and kernels.sgemm() is not None
     )

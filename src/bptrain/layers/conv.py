@@ -99,7 +99,7 @@ class Conv2D(Layer):
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         n, _, h, w = x.shape
         self.xt = self.images = None
-        if winograd.usable(x, self.params["W"], self.stride):
+        if winograd.usable(x.dtype, self.params["W"], self.stride):
             # (H, W, N, C) in, (OH, OW, N, F) out: the pixel-major memory of the other path.
             self.images = winograd.channels_last(x)
             out = winograd.forward(self.images, self.params["W"], self.params["b"], self.pad)
@@ -147,8 +147,7 @@ class Conv2D(Layer):
     def reads_channels_last(self, input_dtype: np.dtype) -> bool:
         """Whether forward reads its input as (H, W, N, C) memory (Winograd) rather than
         (C, H, W, N) (im2col's copy): the layout a fused run before it should hand over."""
-        probe = np.empty((1, self.params["W"].shape[1], 1, 1), dtype=input_dtype)
-        return winograd.usable(probe, self.params["W"], self.stride)
+        return winograd.usable(input_dtype, self.params["W"], self.stride)
 
     def __repr__(self) -> str:
         return (
