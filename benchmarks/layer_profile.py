@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 from bptrain.config import load_config
-from bptrain.network import Network
-from bptrain.parts import PARTS
+from bptrain.engine.network import Network
+from bptrain.run.parts import PARTS
 
 WARMUP_SECONDS = 5.0
 

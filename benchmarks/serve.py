@@ -62,8 +62,8 @@ def ms(seconds: float) -> float:
 
 
 def in_process(ckpt: Path, data: bytes, repeats: int) -> dict:
+    from bptrain.engine.trace import trace
     from bptrain.serve.inference import Engine, pack
-    from bptrain.trace import trace
 
     engine = Engine.load(str(ckpt))
     _, x = engine.prepare(data, "drawing")

@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bptrain import kernels
+from bptrain.accel import kernels
 from bptrain.config import load_config
-from bptrain.network import Network
-from bptrain.optimizers import OPTIMIZERS
-from bptrain.parts import PARTS
-from bptrain.train import fit
+from bptrain.engine.network import Network
+from bptrain.engine.optimizers import OPTIMIZERS
+from bptrain.engine.train import fit
+from bptrain.run.parts import PARTS
 from common import ROOT, fashion_dir, machine, median_time, mnist_shaped, update_readme, write_json
 
 AFFINE = "affine"

@@ -98,7 +98,7 @@ class TwinResult:
 
 def _gaussian_std(init: Any, fan_in: int, fan_out: int, where: str) -> float:
     """bptrain's std for this initializer; only the Gaussian ones (every built-in) have a twin."""
-    from bptrain.initializers import Initializer
+    from bptrain.engine.initializers import Initializer
 
     if type(init).__call__ is not Initializer.__call__:
         raise ValueError(f"no PyTorch twin for the initializer {type(init).__name__} of {where}")
@@ -224,7 +224,7 @@ def twin_optimizer(model: Any, optimizer: Any) -> Any:
     """The torch optimizer for a built bptrain optimizer (its attributes, defaults filled in)."""
     import torch
 
-    from bptrain import optimizers as bo
+    from bptrain.engine import optimizers as bo
 
     decay, plain = [], []
     for module in model.modules():
@@ -312,8 +312,8 @@ def train_twin(
     """
     import torch
 
-    from bptrain.experiment import prepare
-    from bptrain.train import steps_per_epoch
+    from bptrain.engine.train import steps_per_epoch
+    from bptrain.run.experiment import prepare
 
     started = time.perf_counter()
     if threads:
@@ -436,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         print(MISSING_TORCH, file=sys.stderr)
         return 2
-    from bptrain.experiment import DataOptions, config_of, load_dataset
+    from bptrain.run.experiment import DataOptions, config_of, load_dataset
 
     config = config_of(args.config, args.overrides).config
     seed = args.seed if args.seed is not None else config.seed

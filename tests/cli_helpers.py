@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from bptrain.cli import cli
+from bptrain.cli.main import cli
 
 
 def small_config(folder: Path, **train) -> dict:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from bptrain.layers import LAYERS, Layer
+from bptrain.engine.layers import LAYERS, Layer
 
 RNG_SEED = 0
 

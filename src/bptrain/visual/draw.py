@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import artifact
+from ..engine.trace import trace
 from ..errors import ConfigError
-from ..experiment import DataOptions, check_fits, load_dataset, with_stored_folder
-from ..model_source import Source, load_source
-from ..trace import trace
+from ..run import artifact
+from ..run.experiment import DataOptions, check_fits, load_dataset, with_stored_folder
 from .graph import FORMATS, Graph, check_format, render
+from .model_source import Source, load_source
 from .network_graph import network_graph
 from .seed_graphs import EXAMPLES, seed_graph
 

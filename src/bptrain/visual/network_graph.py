@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..network import Network
+from ..engine.network import Network
 from .graph import Edge, Graph, Node, number
 
 # The seed's and the book's names for the classes it draws.

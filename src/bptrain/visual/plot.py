@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .. import __version__, artifact, extras
+from .. import __version__, extras
 from ..errors import ConfigError
+from ..run import artifact
 from .runs import EvalRun, TrainingRun, is_number, read_run
 
 log = logging.getLogger("bptrain.plot")

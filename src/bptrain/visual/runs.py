@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .. import checkpoint
 from ..errors import ConfigError, DataError
+from ..run import checkpoint
 
 MAX_JSONL_BYTES = 64 * 2**20  # a training log is kilobytes; this is not one
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..engine.layers import AddLayer, ExpLayer, MulLayer, ReciprocalLayer, Sigmoid
 from ..errors import ConfigError
-from ..layers import AddLayer, ExpLayer, MulLayer, ReciprocalLayer, Sigmoid
 from .graph import Edge, Graph, Node, number
 
 # exp(-x) of the composed graph overflows float64 past this (the Sigmoid layer never does).

@@ -1,0 +1,439 @@
+"""The command line: click commands only. Each parses, calls the module that does the work,
+and hands records to the console, which alone writes to stdout and picks exit codes.
+
+To add a subcommand: write its work as a function in its own module (taking an `emit` callback
+for records), then a click command here that passes its options through `common_options`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from .. import __version__, console
+from ..config import DEFAULT_PRESET, preset_description, preset_names
+from ..errors import ConfigError, ExitCode
+from ..run import experiment
+from ..run.experiment import DataOptions, Hooks, TrainRequest, blas_threads
+from ..run.interrupts import INTERRUPTS
+from .options import (
+    common_options,
+    config_argument,
+    data_of,
+    data_options,
+    preprocess_option,
+    set_option,
+    threads_option,
+    weights_option,
+    with_shortcuts,
+)
+
+EXIT_CODES = console.exit_codes_help()
+
+
+class BptrainGroup(click.Group):
+    """A click group whose commands run inside console.run: one `Error:` line, one exit code."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> NoReturn:
+        extra.pop("standalone_mode", None)
+        sys.exit(self._run(args, prog_name or "bptrain", extra))
+
+    def _run(self, args: Any, prog_name: str, extra: dict[str, Any]) -> int:
+        with console.session(), INTERRUPTS.installed():
+            return console.run(lambda: self._click(args, prog_name, extra))
+
+    def _click(self, args: Any, prog_name: str, extra: dict[str, Any]) -> int:
+        try:
+            return super().main(args, prog_name, standalone_mode=False, **extra)  # type: ignore[return-value]
+        except click.exceptions.NoArgsIsHelpError as error:
+            console.stderr_text(error.format_message())  # bare `bptrain`: the help, on stderr
+            return ExitCode.USAGE
+        except click.UsageError as error:
+            command = error.ctx.command_path if error.ctx else prog_name
+            raise ConfigError(f"{error.format_message()} (see '{command} --help')") from None
+        except click.Abort:
+            raise KeyboardInterrupt from None
+
+
+@click.group(
+    cls=BptrainGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES,
+)
+@click.version_option(__version__, "--version", prog_name="bptrain")
+@common_options
+def cli() -> None:
+    """bptrain: train neural networks on MNIST with from-scratch backpropagation.
+
+    Results go to stdout as JSON Lines; logs and progress go to stderr.
+    Shell completion: eval "$(_BPTRAIN_COMPLETE=bash_source bptrain)" (zsh_source, fish_source).
+    """
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="bptrain")
+
+
+def _read_stdin() -> str:
+    return sys.stdin.read()
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+
+@cli.command(name="train", epilog=EXIT_CODES)
+@config_argument
+@set_option
+@click.option("--epochs", type=int, default=None, help="Shortcut for --set train.epochs=N.")
+@click.option("--lr", type=float, default=None, help="Shortcut for --set optimizer.lr=X.")
+@click.option("--batch-size", type=int, default=None, help="Shortcut for --set train.batch_size=N.")
+@click.option("--seed", type=int, default=None, help="Shortcut for --set seed=N.")
+@data_options
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Checkpoint path (default runs/<config>-<time>.npz; with --resume, that file).",
+)
+@click.option("--overwrite", is_flag=True, help="Let a new run replace an existing --out file.")
+@click.option(
+    "--resume",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Continue a run from its checkpoint (its config and data folder; --set may change "
+    "train.*).",
+)
+@click.option(
+    "--print-config", is_flag=True, help="Print the merged, validated config as YAML and exit."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="A few batches of train, validation and test; nothing saved."
+)
+@click.option(
+    "--target-accuracy",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Exit 1 when the test accuracy ends below this fraction.",
+)
+@click.option(
+    "--progress-every",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="When stderr is not a terminal (CI logs), a progress line this often; 0 for none.",
+)
+@threads_option
+@common_options
+def train_command(
+    config: str | None,
+    overrides: tuple[str, ...],
+    epochs: int | None,
+    lr: float | None,
+    batch_size: int | None,
+    seed: int | None,
+    data_dir: str | None,
+    mirrors: tuple[str, ...],
+    offline: bool,
+    out: str | None,
+    overwrite: bool,
+    resume: str | None,
+    print_config: bool,
+    dry_run: bool,
+    target_accuracy: float | None,
+    progress_every: float,
+    threads: int | None,
+) -> None:
+    """Train a model from CONFIG: a YAML file, '-' for stdin, or a preset name.
+
+    Without CONFIG the default preset runs (mlp: the seed's two-layer network on MNIST).
+    Prints one JSON record per epoch, then a summary; checkpoints after every epoch and on
+    Ctrl-C, SIGTERM or SIGHUP. An existing --out is never replaced without --overwrite.
+    """
+    request = TrainRequest(
+        config=config,
+        overrides=with_shortcuts(overrides, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed),
+        data=data_of(data_dir, mirrors, offline),
+        out=out,
+        overwrite=overwrite,
+        resume=resume,
+        target_accuracy=target_accuracy,
+        dry_run=dry_run,
+    )
+    if print_config:
+        console.write_stdout(experiment.print_config(request, _read_stdin))
+        return
+    hooks = Hooks(
+        emit=console.emit,
+        progress=lambda n: console.progress(n, every=progress_every),
+        read_stdin=_read_stdin,
+    )
+    from ..scale import parallel
+
+    if parallel.launched_size() > 1:  # under mpiexec / srun: data-parallel, one BLAS thread
+        with blas_threads(threads or 1):  # per rank unless --threads says otherwise
+            parallel.train(request, hooks)
+        return
+    with blas_threads(threads):
+        experiment.train(request, hooks)
+
+
+# ---------------------------------------------------------------------------------------------
+# eval
+
+
+@cli.command(name="eval", epilog=EXIT_CODES)
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(dir_okay=False))
+@click.option(
+    "--split",
+    type=click.Choice(["test", "validation", "train"]),
+    default="test",
+    show_default=True,
+    help="Which data to evaluate on.",
+)
+@weights_option
+@data_options
+@click.option(
+    "--images",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Evaluate on your own labelled images instead: DIR/<class>/*.png, where <class> is a "
+    "label (3) or a class name (Trouser), prepared as `predict` prepares them.",
+)
+@preprocess_option
+@click.option(
+    "--target-accuracy",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Exit 1 when the accuracy is below this fraction.",
+)
+@threads_option
+@common_options
+def eval_command(
+    checkpoint_path: str,
+    split: str,
+    weights: str,
+    data_dir: str | None,
+    mirrors: tuple[str, ...],
+    offline: bool,
+    images: str | None,
+    preprocess: str,
+    target_accuracy: float | None,
+    threads: int | None,
+) -> None:
+    """Evaluate a checkpoint; the model is rebuilt from the checkpoint alone.
+
+    The data is looked for where the run trained unless --data-dir says otherwise; --images
+    evaluates on a folder-per-class tree of your own images ("split": "images").
+    """
+    if images is not None:
+        with blas_threads(threads):
+            from ..predict import classify as predict
+
+            predict.evaluate_images(
+                checkpoint_path, images, preprocess=preprocess, weights=weights,
+                target_accuracy=target_accuracy, emit=console.emit, on_error=console.error_line,
+            )  # fmt: skip
+        return
+    with blas_threads(threads):
+        experiment.evaluate_checkpoint(
+            checkpoint_path,
+            split=split,
+            weights=weights,
+            data=data_of(data_dir, mirrors, offline),
+            target_accuracy=target_accuracy,
+            emit=console.emit,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# gradcheck
+
+
+@cli.command(epilog=EXIT_CODES)
+@config_argument
+@set_option
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-6,
+    show_default=True,
+    help="Largest relative error that passes.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Samples in the checked batch (BatchNorm needs a few).",
+)
+@click.option(
+    "--coords",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Entries checked per parameter.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="For an `idx` dataset: the folder whose shape and classes the network is built for.",
+)
+@threads_option
+@common_options
+def gradcheck_command(
+    config: str | None,
+    overrides: tuple[str, ...],
+    tolerance: float,
+    batch_size: int,
+    coords: int,
+    data_dir: str | None,
+    threads: int | None,
+) -> None:
+    """Check backprop against numerical gradients for CONFIG's network, in float64.
+
+    Every parameter and the input gradient are compared with central differences on a small
+    seeded batch; points where a step would cross a ReLU or max-pool kink are skipped.
+    Exits 1 when any relative error is over --tolerance.
+    """
+    with blas_threads(threads):
+        experiment.gradcheck_config(
+            config,
+            overrides,
+            tolerance=tolerance,
+            batch_size=batch_size,
+            coords=coords,
+            data=DataOptions(data_dir=data_dir),
+            read_stdin=_read_stdin,
+            emit=console.emit,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# predict
+
+
+@cli.command(name="predict", epilog=EXIT_CODES)
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, metavar="[INPUT]...")
+@click.option(
+    "--files-from",
+    type=click.File("r"),
+    default=None,
+    help="Read input paths from FILE, one per line ('-' for stdin: find ... | bptrain predict "
+    "M --files-from -).",
+)
+@click.option("--recursive", is_flag=True, help="Read folders with their subfolders.")
+@preprocess_option
+@click.option(
+    "--top-k", type=click.IntRange(min=0), default=0, help="Add the K most likely classes."
+)
+@click.option(
+    "--save-preprocessed",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Write the 28x28 image the network saw for each input (why was it misread?).",
+)
+@weights_option
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+    help="Images per forward pass.",
+)  # fmt: skip
+@threads_option
+@common_options
+def predict_command(
+    checkpoint_path: str,
+    inputs: tuple[str, ...],
+    files_from: Any,
+    recursive: bool,
+    preprocess: str,
+    top_k: int,
+    save_preprocessed: str | None,
+    weights: str,
+    batch_size: int,
+    threads: int | None,
+) -> None:
+    """Predict the class of each image in INPUT: image files (PNG, JPEG, ...), .npy arrays,
+    IDX files, folders, or '-' for one image's bytes on stdin. One JSON record per image.
+
+    Images are prepared like the checkpoint's training data (for digits: white ink on black,
+    fitted into 20x20, centred by mass in 28x28). Exit 3 when any input could not be read
+    (each gets its own Error: line; the others are still predicted).
+    """
+    listed = tuple(line.strip() for line in files_from or () if line.strip())
+    everything = (*inputs, *listed)
+    if not everything:
+        raise click.UsageError("give at least one INPUT or --files-from FILE")
+    if "-" in inputs and files_from is not None and files_from.name == "<stdin>":
+        raise click.UsageError("'-' (an image on stdin) and --files-from - both want stdin")
+    from ..predict.classify import PredictRequest
+
+    request = PredictRequest(
+        checkpoint=checkpoint_path, inputs=everything, recursive=recursive, preprocess=preprocess,
+        top_k=top_k, save_preprocessed=save_preprocessed, batch_size=batch_size, weights=weights,
+    )  # fmt: skip
+    from ..predict import classify as predict
+
+    with blas_threads(threads):
+        predict.predict(
+            request, emit=console.emit, on_error=console.error_line, stdin=sys.stdin.buffer
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# download, presets
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option(
+    "--dataset",
+    default="mnist",
+    show_default=True,
+    help="mnist, fashion-mnist, or idx (a folder of IDX files given by --data-dir).",
+)
+@data_options
+@common_options
+def download(dataset: str, data_dir: str | None, mirrors: tuple[str, ...], offline: bool) -> None:
+    """Fetch and verify a dataset; prints its folder and each file's SHA-256 and source."""
+    from .. import data
+
+    result = data.fetch(
+        dataset, data_dir, mirrors=mirrors, offline=offline or None, quiet=console.OPTIONS.quiet
+    )
+    console.emit(result.to_record())
+    console.log.info(f"{result.dataset}: four files verified in {result.folder}")
+
+
+@cli.command(name="presets")
+@common_options
+def presets_command() -> None:
+    """List the preset configs shipped with bptrain (one JSON line)."""
+    names = preset_names()
+    descriptions = {name: preset_description(name) for name in names}
+    console.emit(
+        {
+            "event": "presets",
+            "default": DEFAULT_PRESET,
+            "presets": names,
+            "descriptions": descriptions,
+        }
+    )
+    for name in names:
+        console.log.info(f"{name:<10} {descriptions[name]}")
+
+
+# Commands with their own modules (cli.py keeps the commands of a run): the pictures and
+# summaries, the draw-a-digit server, sweeps. Their engines load only when they run.
+from .plot import plot_command  # noqa: E402
+from .serve import serve_command  # noqa: E402
+from .sweep import sweep_command  # noqa: E402
+from .visual import graph_command, summary_command  # noqa: E402
+
+for command in (graph_command, summary_command, plot_command, serve_command, sweep_command):
+    cli.add_command(command)

@@ -1,0 +1,1 @@
+"""Users' own images: reading every common format, MNIST-style preprocessing, classifying."""

@@ -1,0 +1,1 @@
+"""Past one process: data-parallel training on MPI (`parallel`) and sweeps (`sweep/`)."""
