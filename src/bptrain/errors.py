@@ -32,7 +32,8 @@ _MEANINGS = {
     ExitCode.CHECK_FAILED: "check failed (gradcheck over tolerance, accuracy target missed)",
     ExitCode.USAGE: "usage or config error",
     ExitCode.DATA: "data error (missing, corrupt or unreachable data)",
-    ExitCode.CHECKPOINT: "checkpoint error (unreadable, edited, in use, or --out exists)",
+    ExitCode.CHECKPOINT: "checkpoint or output file error (unreadable, edited, in use; --out "
+    "exists, is not a regular file, or cannot be written)",
     ExitCode.DIVERGED: "training diverged (non-finite loss, gradient or validation loss)",
     ExitCode.INTERNAL: "internal error (a bug in bptrain; --traceback shows where)",
     ExitCode.OUTPUT: "stdout could not be written (e.g. a full disk)",
@@ -113,6 +114,11 @@ class CheckpointError(BptrainError):
     """A checkpoint that cannot be read, written or trusted."""
 
     exit_code = ExitCode.CHECKPOINT
+
+
+class DestinationError(CheckpointError):
+    """A file bptrain was asked to write: it exists (no --overwrite), is not a regular file, or
+    cannot be written (read-only, full). Exit 4, as for checkpoints; see bptrain.files."""
 
 
 class DivergedError(BptrainError):

@@ -304,7 +304,8 @@ def test_kernel_choice_from_the_environment(monkeypatch) -> None:
 
 def test_numpy_choice_never_imports_numba() -> None:
     code = (
-        "import sys, numpy as np; from bptrain.accel import kernels; from bptrain.engine.layers import LAYERS;"
+        "import sys, numpy as np; from bptrain.accel import kernels;"
+        "from bptrain.engine.layers import LAYERS;"
         "layer = LAYERS.build({'type': 'batch_norm'});"
         "layer.build((3,), np.random.default_rng(0), np.dtype('float32'));"
         "layer.forward(np.ones((4, 3), np.float32), train=True);"

@@ -1,4 +1,4 @@
-"""bptrain.predict.images: real files of every format, bad inputs, MNIST-style preprocessing, folders."""
+"""bptrain.predict.images: real files of every format, bad inputs, preprocessing, folders."""
 
 from __future__ import annotations
 

@@ -13,12 +13,12 @@ from typing import Any, NoReturn
 import click
 
 from .. import __version__, console
-from ..config import DEFAULT_PRESET, preset_description, preset_names
 from ..errors import ConfigError, ExitCode
 from ..run import experiment
 from ..run.experiment import DataOptions, Hooks, TrainRequest, blas_threads
 from ..run.interrupts import INTERRUPTS
 from .options import (
+    EXIT_CODES,
     common_options,
     config_argument,
     data_of,
@@ -29,8 +29,6 @@ from .options import (
     weights_option,
     with_shortcuts,
 )
-
-EXIT_CODES = console.exit_codes_help()
 
 
 class BptrainGroup(click.Group):
@@ -314,126 +312,18 @@ def gradcheck_command(
         )
 
 
-# ---------------------------------------------------------------------------------------------
-# predict
-
-
-@cli.command(name="predict", epilog=EXIT_CODES)
-@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(dir_okay=False))
-@click.argument("inputs", nargs=-1, metavar="[INPUT]...")
-@click.option(
-    "--files-from",
-    type=click.File("r"),
-    default=None,
-    help="Read input paths from FILE, one per line ('-' for stdin: find ... | bptrain predict "
-    "M --files-from -).",
-)
-@click.option("--recursive", is_flag=True, help="Read folders with their subfolders.")
-@preprocess_option
-@click.option(
-    "--top-k", type=click.IntRange(min=0), default=0, help="Add the K most likely classes."
-)
-@click.option(
-    "--save-preprocessed",
-    type=click.Path(file_okay=False),
-    default=None,
-    metavar="DIR",
-    help="Write the 28x28 image the network saw for each input (why was it misread?).",
-)
-@weights_option
-@click.option(
-    "--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
-    help="Images per forward pass.",
-)  # fmt: skip
-@threads_option
-@common_options
-def predict_command(
-    checkpoint_path: str,
-    inputs: tuple[str, ...],
-    files_from: Any,
-    recursive: bool,
-    preprocess: str,
-    top_k: int,
-    save_preprocessed: str | None,
-    weights: str,
-    batch_size: int,
-    threads: int | None,
-) -> None:
-    """Predict the class of each image in INPUT: image files (PNG, JPEG, ...), .npy arrays,
-    IDX files, folders, or '-' for one image's bytes on stdin. One JSON record per image.
-
-    Images are prepared like the checkpoint's training data (for digits: white ink on black,
-    fitted into 20x20, centred by mass in 28x28). Exit 3 when any input could not be read
-    (each gets its own Error: line; the others are still predicted).
-    """
-    listed = tuple(line.strip() for line in files_from or () if line.strip())
-    everything = (*inputs, *listed)
-    if not everything:
-        raise click.UsageError("give at least one INPUT or --files-from FILE")
-    if "-" in inputs and files_from is not None and files_from.name == "<stdin>":
-        raise click.UsageError("'-' (an image on stdin) and --files-from - both want stdin")
-    from ..predict.classify import PredictRequest
-
-    request = PredictRequest(
-        checkpoint=checkpoint_path, inputs=everything, recursive=recursive, preprocess=preprocess,
-        top_k=top_k, save_preprocessed=save_preprocessed, batch_size=batch_size, weights=weights,
-    )  # fmt: skip
-    from ..predict import classify as predict
-
-    with blas_threads(threads):
-        predict.predict(
-            request, emit=console.emit, on_error=console.error_line, stdin=sys.stdin.buffer
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# download, presets
-
-
-@cli.command(epilog=EXIT_CODES)
-@click.option(
-    "--dataset",
-    default="mnist",
-    show_default=True,
-    help="mnist, fashion-mnist, or idx (a folder of IDX files given by --data-dir).",
-)
-@data_options
-@common_options
-def download(dataset: str, data_dir: str | None, mirrors: tuple[str, ...], offline: bool) -> None:
-    """Fetch and verify a dataset; prints its folder and each file's SHA-256 and source."""
-    from .. import data
-
-    result = data.fetch(
-        dataset, data_dir, mirrors=mirrors, offline=offline or None, quiet=console.OPTIONS.quiet
-    )
-    console.emit(result.to_record())
-    console.log.info(f"{result.dataset}: four files verified in {result.folder}")
-
-
-@cli.command(name="presets")
-@common_options
-def presets_command() -> None:
-    """List the preset configs shipped with bptrain (one JSON line)."""
-    names = preset_names()
-    descriptions = {name: preset_description(name) for name in names}
-    console.emit(
-        {
-            "event": "presets",
-            "default": DEFAULT_PRESET,
-            "presets": names,
-            "descriptions": descriptions,
-        }
-    )
-    for name in names:
-        console.log.info(f"{name:<10} {descriptions[name]}")
-
-
-# Commands with their own modules (cli.py keeps the commands of a run): the pictures and
-# summaries, the draw-a-digit server, sweeps. Their engines load only when they run.
+# Commands with their own modules (this one keeps the commands of a run): your own images, the
+# data and presets, the pictures and summaries, the draw-a-digit server, sweeps. Their engines
+# load only when they run.
+from .datasets import download_command, presets_command  # noqa: E402
 from .plot import plot_command  # noqa: E402
+from .predict import predict_command  # noqa: E402
 from .serve import serve_command  # noqa: E402
 from .sweep import sweep_command  # noqa: E402
 from .visual import graph_command, summary_command  # noqa: E402
 
-for command in (graph_command, summary_command, plot_command, serve_command, sweep_command):
+for command in (
+    predict_command, download_command, presets_command, graph_command, summary_command,
+    plot_command, serve_command, sweep_command,
+):  # fmt: skip
     cli.add_command(command)

@@ -11,6 +11,9 @@ from .. import console
 from ..config import preset_names
 from ..run.experiment import DataOptions
 
+# The exit-code table every command's --help ends with.
+EXIT_CODES = console.exit_codes_help()
+
 
 def _flag(name: str, *decls: str, help: str) -> Callable:
     def set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:

@@ -11,6 +11,7 @@ from .. import console
 from ..visual.graph import FORMATS
 from ..visual.seed_graphs import EXAMPLES
 from .options import (
+    EXIT_CODES,
     common_options,
     config_argument,
     data_of,
@@ -19,7 +20,6 @@ from .options import (
     weights_option,
 )
 
-EXIT_CODES = console.exit_codes_help()
 EXAMPLE_LIST = "\n".join(f"  {name}: {ex.description}" for name, ex in EXAMPLES.items())
 GRAPH_HELP = f"""Draw a computational graph: one of the seed's examples, or a network.
 
