@@ -25,6 +25,7 @@ from .datasets import (
 from .download import MirrorsFailed, Transfer, download_file, make_session, mirror_list
 from .env import env_mirrors, resolve_offline
 from .idx import CorruptFileError, Expect, IdxFile, read_idx
+from .messages import Bad
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +66,6 @@ class Found:
     record: FileRecord
     dims: tuple[int, ...]
     idx: IdxFile | None
-
-
-@dataclass(frozen=True)
-class Bad:
-    """Why one file cannot be used: no copy at all (no errors), or what is wrong with each copy."""
-
-    errors: tuple[CorruptFileError, ...] = ()
-
-    @property
-    def missing(self) -> bool:
-        return not self.errors
-
-    def describe(self) -> str:
-        """'NAME.gz is corrupt: reason; ...' for each copy, or 'missing'."""
-        return "; ".join(f"{e.path.name} is corrupt: {e.reason}" for e in self.errors) or "missing"
 
 
 def fetch(

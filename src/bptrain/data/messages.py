@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import DataError
 from .cache import Location, candidates
 from .datasets import FILE_NAMES, DatasetInfo, known_file
 from .download import MirrorsFailed
-from .idx import ChecksumMismatch
+from .idx import ChecksumMismatch, CorruptFileError
 
-if TYPE_CHECKING:  # fetch imports this module: the type is only needed for the checker
-    from .fetch import Bad
+
+@dataclass(frozen=True)
+class Bad:
+    """Why one file cannot be used: no copy at all (no errors), or what is wrong with each copy."""
+
+    errors: tuple[CorruptFileError, ...] = ()
+
+    @property
+    def missing(self) -> bool:
+        return not self.errors
+
+    def describe(self) -> str:
+        """'NAME.gz is corrupt: reason; ...' for each copy, or 'missing'."""
+        return "; ".join(f"{e.path.name} is corrupt: {e.reason}" for e in self.errors) or "missing"
 
 
 def other_dataset(info: DatasetInfo, bad: dict[str, Bad], found_any: bool) -> str | None:
