@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,9 +16,8 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
-from .. import __version__, console
+from .. import __version__, console, files
 from ..errors import ConfigError, DataError
-from .cache import fsync_dir
 from .idx import CorruptFileError
 
 log = logging.getLogger(__name__)
@@ -134,9 +132,11 @@ def _download_one(
     transfer: Transfer,
     max_bytes: int,
 ) -> T:
-    # A unique hidden name in the target folder: concurrent fetches never share a temp file
-    # and os.replace stays on one filesystem, so the final name only ever holds whole files.
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    # files' unique hidden name in the target folder, ending in .part (a partial download):
+    # concurrent fetches never share a temp file and os.replace stays on one filesystem, so
+    # the final name only ever holds whole files. Not files.atomic_write: its errors are exit
+    # 4 (a destination), where a data folder's are exit 3, and a mirror's bad copy is retried.
+    tmp = files.temp_name(final).with_suffix(".part")
     try:
         fd = _create(tmp)
         with open(fd, "wb") as out:
@@ -148,7 +148,7 @@ def _download_one(
         except CorruptFileError as exc:
             raise MirrorFailure(exc.reason) from None
         os.replace(tmp, final)
-        fsync_dir(final.parent)
+        files.fsync_dir(final.parent)
         return verified
     finally:
         # Also on KeyboardInterrupt: the temp file goes, the interrupt goes on.
