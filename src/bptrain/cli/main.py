@@ -95,7 +95,7 @@ def _read_stdin() -> str:
 @data_options
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     default=None,
     help="Checkpoint path (default runs/<config>-<time>.npz; with --resume, that file).",
 )

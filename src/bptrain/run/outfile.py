@@ -104,9 +104,26 @@ def _take(path: Path, *, exclusive: bool) -> tuple[int, Path]:
             os.close(fd)
             raise
         if _same_file(fd, lock):
+            _sign(fd, lock, path)
             return fd, lock
         os.close(fd)
     raise CheckpointError(f"cannot lock {lock}: it keeps being replaced")
+
+
+def _sign(fd: int, lock: Path, path: Path) -> None:
+    """Write our pid into the lock we hold (a second run names us); on a full disk this is the
+    first write that fails, before any work: exit 4 naming the checkpoint, and no lock left."""
+    if fcntl is None:
+        return
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError as error:
+        _release(fd, lock)
+        raise DestinationError(
+            f"cannot write checkpoint {path}: {error.strerror or error}",
+            hint="check free space and permissions, or choose another path",
+        ) from None
 
 
 def _release(fd: int, lock: Path) -> None:
@@ -145,5 +162,3 @@ def _acquire(fd: int, path: Path) -> None:
             f"{path} is being written by another bptrain process (pid {holder})",
             hint="wait for it to finish, or choose another --out",
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
