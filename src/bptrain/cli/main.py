@@ -99,7 +99,12 @@ def _read_stdin() -> str:
     default=None,
     help="Checkpoint path (default runs/<config>-<time>.npz; with --resume, that file).",
 )
-@click.option("--overwrite", is_flag=True, help="Let a new run replace an existing --out file.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Let a new run replace an existing --out file (a regular file: a folder, FIFO, device "
+    "or symlink is never replaced).",
+)
 @click.option(
     "--resume",
     type=click.Path(dir_okay=False),
