@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from bptrain.config import preset_names
-from bptrain.run.experiment import config_of
+from bptrain.run.inputs import config_of
 from common import (
     RESULTS,
     ROOT,

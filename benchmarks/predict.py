@@ -60,7 +60,7 @@ def speed(ckpt: Path, folder: Path, digits: np.ndarray, count: int) -> dict:
 
 def plain_resize_accuracy(ckpt: Path, paths: list[Path], labels: np.ndarray) -> float:
     """What a user gets without the MNIST preprocessing: resize to 28x28, invert, scale."""
-    from bptrain.run.experiment import load_model
+    from bptrain.run.model import load_model
 
     model = load_model(str(ckpt))
     x = np.stack(

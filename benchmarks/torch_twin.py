@@ -313,7 +313,7 @@ def train_twin(
     import torch
 
     from bptrain.engine.train import steps_per_epoch
-    from bptrain.run.experiment import prepare
+    from bptrain.run.inputs import prepare
 
     started = time.perf_counter()
     if threads:
@@ -436,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         print(MISSING_TORCH, file=sys.stderr)
         return 2
-    from bptrain.run.experiment import DataOptions, config_of, load_dataset
+    from bptrain.run.inputs import DataOptions, config_of, load_dataset
 
     config = config_of(args.config, args.overrides).config
     seed = args.seed if args.seed is not None else config.seed

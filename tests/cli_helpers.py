@@ -1,11 +1,16 @@
 """Running bptrain in tests: in-process through click's CliRunner, or as a real subprocess."""
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -102,3 +107,33 @@ TIMING_KEYS = ("seconds", "samples_per_second", "wall_seconds", "seconds_to_targ
 
 def without_timing(recs):
     return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in recs]
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(folder: Path, options: str = "size=64k") -> Iterator[Path]:
+    """A real tmpfs at `folder` for the block (`ro`, a small `size`); skips the test where the
+    machine does not let this process mount one (not root, no CAP_SYS_ADMIN, no mount(8))."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        pytest.skip("needs mount(8) to make a real tmpfs")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def fill(folder: Path) -> None:
+    """Write into `folder` until its file system says it is full (ENOSPC)."""
+    with open(folder / "filler", "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError as error:
+            assert error.errno == errno.ENOSPC, error

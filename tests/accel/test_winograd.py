@@ -183,7 +183,7 @@ def test_filter_transform_and_its_adjoint_are_adjoint() -> None:
 def test_a_run_with_winograd_convs_resumes_exactly_from_a_mid_epoch_checkpoint(tmp_path) -> None:
     from bptrain.engine.optimizers import OPTIMIZERS
     from bptrain.engine.train import fit
-    from bptrain.run import checkpoint
+    from bptrain.run import checkpoint, restore
 
     rng0 = np.random.default_rng(4)
     x, t = rng0.random((120, 1, 8, 8), dtype=np.float32), rng0.integers(0, 3, 120)
@@ -215,7 +215,7 @@ def test_a_run_with_winograd_convs_resumes_exactly_from_a_mid_epoch_checkpoint(t
     )  # fmt: skip
     path = checkpoint.save(tmp_path / "mid.npz", net_a, opt_a, state_a, rng_a, info)
     net_b, opt_b, rng_b = fresh()
-    resumed = checkpoint.restore_training(checkpoint.load(path), net_b, opt_b, rng_b)
+    resumed = restore.restore_training(checkpoint.load(path), net_b, opt_b, rng_b)
     fit(net_b, opt_b, (x, t), rng=rng_b, state=resumed, **common)
     for name in net.arrays:
         assert np.array_equal(net_b.arrays[name], net.arrays[name]), name

@@ -15,7 +15,7 @@ from bptrain.data.loading import Dataset
 from bptrain.engine.averaging import WeightAverage
 from bptrain.engine.layers import BatchNorm
 from bptrain.engine.network import Network
-from bptrain.run.experiment import config_of, prepare
+from bptrain.run.inputs import config_of, prepare
 
 torch = pytest.importorskip("torch")
 

@@ -110,3 +110,12 @@ def test_ctrl_c_writes_a_checkpoint_that_resumes(tmp_path, config_file):
 def test_bare_bptrain_shows_help_on_stderr():
     result = invoke()
     assert result.exit_code == 2 and result.stdout == "" and "Commands:" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "graph", "plot", "summary"])
+def test_help_says_a_file_error_is_exit_4_and_74_is_stdout_alone(command):
+    help_text = " ".join(invoke(command, "--help").stdout.split())
+    four = help_text.split(" 4 ", 1)[1].split(" 5 ", 1)[0]
+    assert "--out exists, is not a regular file, or cannot be written" in four
+    seventy_four = help_text.split(" 74 ", 1)[1].split(" 129 ", 1)[0]
+    assert seventy_four.startswith("stdout could not be written")

@@ -2,7 +2,9 @@
 
 from cli_helpers import (
     assert_error,
+    fill,
     invoke,
+    mounted_tmpfs,
     records,
     small_config,
     write_config,
@@ -67,3 +69,31 @@ def test_corrupt_data_files_are_a_data_error(tmp_path, idx_folder):
     images.write_bytes(images.read_bytes()[:-100])  # a truncated download
     config = write_config(tmp_path / "c.yaml", small_config(folder))
     assert_error(invoke("train", config), 3, "train-images-idx3-ubyte")
+
+
+def test_a_read_only_data_folder_stays_a_data_error(tmp_path, monkeypatch):
+    isolate_env(monkeypatch, tmp_path)
+    files = synthetic_files(n_train=20, n_test=10)
+    with mounted_tmpfs(tmp_path / "ro", "size=1m,ro") as ro, LoopbackServer() as server:
+        result = invoke(
+            "download", "--dataset", "idx", "--mirror", server.mirror("m", files),
+            "--data-dir", ro,
+        )  # fmt: skip
+        assert_error(result, 3, str(ro), "Read-only file system")
+        assert list(ro.iterdir()) == []
+
+
+def test_a_full_data_folder_stays_a_data_error_and_keeps_no_partial_file(tmp_path, monkeypatch):
+    isolate_env(monkeypatch, tmp_path)
+    files = synthetic_files(n_train=200, n_test=10)
+    with mounted_tmpfs(tmp_path / "full", "size=64k") as full, LoopbackServer() as server:
+        (full / "idx").mkdir()
+        fill(full)
+        result = invoke(
+            "download", "--dataset", "idx", "--mirror", server.mirror("m", files),
+            "--data-dir", full,
+        )  # fmt: skip
+        # the folder's fault, said once: not "connection failed", and no other mirror tried
+        assert_error(result, 3, f"cannot write to {full / 'idx'}: No space left on device")
+        assert "connection failed" not in result.stderr
+        assert sorted(p.name for p in full.rglob("*")) == ["filler", "idx"]

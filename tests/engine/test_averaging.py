@@ -8,8 +8,8 @@ from bptrain.engine.network import Network
 from bptrain.engine.optimizers import OPTIMIZERS
 from bptrain.engine.schedules import SCHEDULES
 from bptrain.engine.train import TrainState, evaluate, fit
-from bptrain.run import checkpoint
-from bptrain.run.experiment import load_model
+from bptrain.run import checkpoint, restore
+from bptrain.run.model import load_model
 from cli_helpers import invoke, records, small_config, without_timing, write_config
 
 
@@ -95,7 +95,8 @@ def test_restore_best_with_ema_keeps_the_averaged_weights_of_the_best_epoch(tmp_
 
 def _validation_rows(ckpt):
     from bptrain.data import load
-    from bptrain.run.experiment import _split_arrays, config_of
+    from bptrain.run.inputs import config_of
+    from bptrain.run.model import _split_arrays
 
     config = config_of(str(ckpt.path), raw=ckpt.info.config).config
     dataset = load("idx", ckpt.info.folder, offline=True, quiet=True)
@@ -163,9 +164,7 @@ def test_a_mid_epoch_checkpoint_resumes_augmentation_and_ema_exactly(tmp_path):
     )  # fmt: skip
     path = checkpoint.save(tmp_path / "mid.npz", net_a, opt_a, state_a, rng_a, info)
     net_b, opt_b, rng_b, _ = fresh()
-    resumed = checkpoint.restore_training(
-        checkpoint.load(path), net_b, opt_b, rng_b, ema_decay=0.95
-    )
+    resumed = restore.restore_training(checkpoint.load(path), net_b, opt_b, rng_b, ema_decay=0.95)
     assert resumed.ema.updates == state_a.ema.updates == 17
     done = fit(net_b, opt_b, (x, t), rng=rng_b, state=resumed, **common)
     for name in net.arrays:

@@ -230,7 +230,7 @@ def test_float32_training_tracks_float64(specs):
 def test_a_mid_epoch_checkpoint_resumes_adam_batchnorm_dropout_and_a_schedule_exactly(tmp_path):
     from bptrain.engine.optimizers import OPTIMIZERS
     from bptrain.engine.schedules import SCHEDULES
-    from bptrain.run import checkpoint
+    from bptrain.run import checkpoint, restore
 
     specs = [
         {"type": "affine", "units": 32},
@@ -269,7 +269,7 @@ def test_a_mid_epoch_checkpoint_resumes_adam_batchnorm_dropout_and_a_schedule_ex
     )  # fmt: skip
     path = checkpoint.save(tmp_path / "mid.npz", net_a, opt_a, state, rng_a, info)
     net_b, opt_b, rng_b, schedule = fresh()  # a new process: everything comes from the file
-    resumed = checkpoint.restore_training(checkpoint.load(path), net_b, opt_b, rng_b)
+    resumed = restore.restore_training(checkpoint.load(path), net_b, opt_b, rng_b)
     done = fit(
         net_b,
         opt_b,

@@ -10,7 +10,7 @@ from bptrain.engine.network import Network
 from bptrain.engine.optimizers import OPTIMIZERS
 from bptrain.engine.train import fit
 from bptrain.errors import CheckpointError
-from bptrain.run import checkpoint
+from bptrain.run import checkpoint, restore
 
 SPECS = [
     {"type": "affine", "units": 8},
@@ -47,7 +47,7 @@ def test_round_trip_restores_everything_exactly(tmp_path):
     assert ckpt.meta["format_version"] == checkpoint.FORMAT_VERSION
     assert ckpt.meta["numpy_version"] == np.__version__ and ckpt.metrics["note"] == "x"
     other, other_opt, _, other_rng = trained(seed=1)
-    restored = checkpoint.restore_training(ckpt, other, other_opt, other_rng)
+    restored = restore.restore_training(ckpt, other, other_opt, other_rng)
     for name in net.params:
         assert np.array_equal(other.params[name], net.params[name])
     for name in net.buffers:  # BatchNorm running statistics travel too
@@ -79,7 +79,7 @@ def test_a_failed_write_never_replaces_the_existing_checkpoint(tmp_path):
     path = checkpoint.save(tmp_path / "c.npz", net, opt, state, rng, INFO)
     before = path.read_bytes()
     with pytest.raises(KeyboardInterrupt):
-        checkpoint._write_atomically(path, {"a": np.zeros(3), "b": _Bomb()})
+        checkpoint._write(path, {"a": np.zeros(3), "b": _Bomb()})
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]  # no temp file left
 
@@ -137,16 +137,16 @@ def test_shape_dtype_and_key_mismatches_are_refused(tmp_path):
     ckpt = checkpoint.load(path)
     wider = Network.from_specs([{"type": "affine", "units": 9}, *SPECS[1:]], (5,))
     with pytest.raises(CheckpointError, match=r"0\.W is float32\[5, 8\]"):
-        checkpoint.restore_network(wider, ckpt)
+        restore.restore_network(wider, ckpt)
     f64 = Network.from_specs(SPECS, (5,), dtype=np.float64)
     with pytest.raises(CheckpointError, match="float32"):
-        checkpoint.restore_network(f64, ckpt)
+        restore.restore_network(f64, ckpt)
     fewer = Network.from_specs([{"type": "affine", "units": 3}], (5,))
     with pytest.raises(CheckpointError, match="missing"):
-        checkpoint.restore_network(fewer, ckpt)
+        restore.restore_network(fewer, ckpt)
     ckpt.arrays["param"]["0.W"] = np.full((5, 8), np.nan, dtype=np.float32)
     with pytest.raises(CheckpointError, match="non-finite"):
-        checkpoint.restore_network(Network.from_specs(SPECS, (5,)), ckpt)
+        restore.restore_network(Network.from_specs(SPECS, (5,)), ckpt)
 
 
 def test_best_weights_are_kept_beside_the_last(tmp_path):
@@ -155,7 +155,7 @@ def test_best_weights_are_kept_beside_the_last(tmp_path):
     ckpt = checkpoint.load(path)
     assert set(ckpt.group("best")) == set(net.params) | set(net.buffers)
     fresh = Network.from_specs(SPECS, (5,))
-    checkpoint.restore_network(fresh, ckpt, "best")
+    restore.restore_network(fresh, ckpt, "best")
     for name, value in state.best_params.items():
         target = fresh.params.get(name, fresh.buffers.get(name))
         assert np.array_equal(target, value)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bptrain.errors import CheckpointError
-from bptrain.run import checkpoint
+from bptrain.run import checkpoint, restore
 from cli_helpers import invoke, small_config, write_config
 
 
@@ -64,7 +64,7 @@ def test_a_save_that_does_not_read_back_leaves_the_old_checkpoint(tmp_path, trai
     before = path.read_bytes()
     ckpt = checkpoint.load(path)
     network = Network.from_specs(ckpt.info.config["model"]["layers"], ckpt.info.input_shape)
-    checkpoint.restore_network(network, ckpt)
+    restore.restore_network(network, ckpt)
     network.params["1.W"][0, 0] = np.nan  # a broken model must never replace a good one
     optimizer = OPTIMIZERS.build({"type": "sgd", "lr": 0.1})
     rng = np.random.default_rng(0)

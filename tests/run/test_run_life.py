@@ -394,7 +394,7 @@ def test_a_run_that_diverges_keeps_the_checkpoint_of_its_last_good_epoch(tmp_pat
 
 def test_a_signal_after_the_last_epoch_says_so_and_resume_only_tests(tmp_path, config_file):
     from bptrain.errors import Interrupted
-    from bptrain.run import experiment
+    from bptrain.run import session
     from bptrain.run.interrupts import INTERRUPTS
 
     out = tmp_path / "m.npz"
@@ -405,9 +405,9 @@ def test_a_signal_after_the_last_epoch_says_so_and_resume_only_tests(tmp_path, c
         if record.get("epoch") == 3:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    request = experiment.TrainRequest(config=str(config_file), out=str(out))
+    request = session.TrainRequest(config=str(config_file), out=str(out))
     with INTERRUPTS.installed(), pytest.raises(Interrupted) as stopped:
-        experiment.train(request, experiment.Hooks(emit=emit))
+        session.train(request, session.Hooks(emit=emit))
     assert stopped.value.exit_code == 143
     assert "after the last epoch, before the test evaluation" in str(stopped.value)
     assert [r["event"] for r in seen] == ["epoch"] * 3  # no summary: the test did not run

@@ -285,7 +285,7 @@ def test_without_optuna_the_error_names_the_extra(tmp_path, config_file):
 
 
 def test_the_example_spec_is_sound():
-    from bptrain.run.experiment import DataOptions
+    from bptrain.run.inputs import DataOptions
     from bptrain.scale.sweep.spec import load_spec
 
     example = Path(__file__).resolve().parents[2] / "examples" / "sweep-mlp.yaml"

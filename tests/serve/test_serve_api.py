@@ -50,7 +50,7 @@ def digit_pngs(digit_set):
 def float64_engine(checkpoint):
     """The checkpoint's model rebuilt in float64, with the same weights."""
     from bptrain.engine.network import Network
-    from bptrain.run.experiment import load_model
+    from bptrain.run.model import load_model
     from bptrain.serve.inference import Engine
 
     engine = Engine.load(str(checkpoint))

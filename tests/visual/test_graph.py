@@ -223,7 +223,7 @@ def trained(tmp_path, config_file):
 
 def test_a_checkpoint_with_batch_shows_a_real_pass(trained, idx_folder):
     from bptrain import data
-    from bptrain.run.experiment import load_model
+    from bptrain.run.model import load_model
 
     result = invoke("graph", trained, "--batch", 40, "--format", "json")
     assert result.exit_code == 0, result.stderr

@@ -14,9 +14,11 @@ import click
 
 from .. import __version__, console
 from ..errors import ConfigError, ExitCode
-from ..run import experiment
-from ..run.experiment import DataOptions, Hooks, TrainRequest, blas_threads
+from ..run import check, model, session
+from ..run.inputs import DataOptions
 from ..run.interrupts import INTERRUPTS
+from ..run.session import Hooks, TrainRequest
+from ..run.threads import blas_threads
 from .options import (
     EXIT_CODES,
     common_options,
@@ -93,11 +95,16 @@ def _read_stdin() -> str:
 @data_options
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     default=None,
     help="Checkpoint path (default runs/<config>-<time>.npz; with --resume, that file).",
 )
-@click.option("--overwrite", is_flag=True, help="Let a new run replace an existing --out file.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Let a new run replace an existing --out file (a regular file: a folder, FIFO, device "
+    "or symlink is never replaced).",
+)
 @click.option(
     "--resume",
     type=click.Path(dir_okay=False),
@@ -163,7 +170,7 @@ def train_command(
         dry_run=dry_run,
     )
     if print_config:
-        console.write_stdout(experiment.print_config(request, _read_stdin))
+        console.write_stdout(session.print_config(request, _read_stdin))
         return
     hooks = Hooks(
         emit=console.emit,
@@ -177,7 +184,7 @@ def train_command(
             parallel.train(request, hooks)
         return
     with blas_threads(threads):
-        experiment.train(request, hooks)
+        session.train(request, hooks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +245,7 @@ def eval_command(
             )  # fmt: skip
         return
     with blas_threads(threads):
-        experiment.evaluate_checkpoint(
+        model.evaluate_checkpoint(
             checkpoint_path,
             split=split,
             weights=weights,
@@ -300,7 +307,7 @@ def gradcheck_command(
     Exits 1 when any relative error is over --tolerance.
     """
     with blas_threads(threads):
-        experiment.gradcheck_config(
+        check.gradcheck_config(
             config,
             overrides,
             tolerance=tolerance,

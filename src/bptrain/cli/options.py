@@ -9,7 +9,7 @@ import click
 
 from .. import console
 from ..config import preset_names
-from ..run.experiment import DataOptions
+from ..run.inputs import DataOptions
 
 # The exit-code table every command's --help ends with.
 EXIT_CODES = console.exit_codes_help()

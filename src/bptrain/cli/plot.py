@@ -25,7 +25,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 @click.argument("runs", nargs=-1, required=True, metavar="RUN...")
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     required=True,
     help="The picture to write: .png, .svg or .pdf (the format follows the suffix).",
 )

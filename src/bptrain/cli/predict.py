@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .. import console
-from ..run.experiment import blas_threads
+from ..run.threads import blas_threads
 from .options import EXIT_CODES, common_options, preprocess_option, threads_option, weights_option
 
 

@@ -7,7 +7,7 @@ import os
 import click
 
 from .. import console, extras
-from ..run.experiment import blas_threads
+from ..run.threads import blas_threads
 from .options import common_options, preprocess_option, threads_option, weights_option
 
 BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

@@ -55,7 +55,7 @@ def _read_stdin() -> str:
     help="dot (default), mermaid, json, or svg/png/pdf (through Graphviz's `dot`); default: "
     "from --out's suffix.",
 )
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
+@click.option("--out", type=click.Path(), default=None, help="Write to FILE.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @click.option(
     "--batch",
@@ -97,7 +97,7 @@ def graph_command(
 @config_argument
 @set_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON record instead of the table.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
+@click.option("--out", type=click.Path(), default=None, help="Write to FILE.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @common_options
 def summary_command(

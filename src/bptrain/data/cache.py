@@ -114,13 +114,3 @@ def _lock_dir(folder: Path) -> int | None:
         os.close(fd)
         return None
     return fd
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in the folder durable (best effort: not every platform can open folders)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

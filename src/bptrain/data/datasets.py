@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..registry import did_you_mean
 
 # The four standard IDX files, in the order train images, train labels, test images, test labels.
 TRAIN_IMAGES = "train-images-idx3-ubyte"
@@ -185,7 +185,7 @@ def get_info(dataset: str | DatasetInfo) -> DatasetInfo:
         return dataset
     info = DATASETS.get(dataset)
     if info is None:
-        close = difflib.get_close_matches(str(dataset), DATASETS, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(DATASETS)}"
+        close = did_you_mean(dataset, DATASETS)
+        hint = f"did you mean {close!r}?" if close else f"choose one of {', '.join(DATASETS)}"
         raise ConfigError(f"unknown dataset {dataset!r}", hint=hint)
     return info

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,9 +16,8 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
-from .. import __version__, console
+from .. import __version__, console, files
 from ..errors import ConfigError, DataError
-from .cache import fsync_dir
 from .idx import CorruptFileError
 
 log = logging.getLogger(__name__)
@@ -134,21 +132,25 @@ def _download_one(
     transfer: Transfer,
     max_bytes: int,
 ) -> T:
-    # A unique hidden name in the target folder: concurrent fetches never share a temp file
-    # and os.replace stays on one filesystem, so the final name only ever holds whole files.
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    # files' unique hidden name in the target folder, ending in .part (a partial download):
+    # concurrent fetches never share a temp file and os.replace stays on one filesystem, so
+    # the final name only ever holds whole files. Not files.atomic_write: its errors are exit
+    # 4 (a destination), where a data folder's are exit 3, and a mirror's bad copy is retried.
+    tmp = files.temp_name(final).with_suffix(".part")
     try:
         fd = _create(tmp)
-        with open(fd, "wb") as out:
-            _get(session, url, out, final.name, transfer, max_bytes)
-            out.flush()
-            os.fsync(out.fileno())
         try:
-            verified = verify(tmp)
-        except CorruptFileError as exc:
-            raise MirrorFailure(exc.reason) from None
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
+            with open(fd, "wb") as out:
+                _get(session, url, _LocalFile(out), final.name, transfer, max_bytes)
+                out.flush()
+                os.fsync(out.fileno())
+            verified = _verified(verify, tmp)
+            os.replace(tmp, final)
+        except _WriteFailed as failed:  # the folder, not the mirror: no other mirror helps
+            raise _cannot_write(tmp.parent, failed.error) from None
+        except OSError as error:
+            raise _cannot_write(tmp.parent, error) from None
+        files.fsync_dir(final.parent)
         return verified
     finally:
         # Also on KeyboardInterrupt: the temp file goes, the interrupt goes on.
@@ -156,21 +158,53 @@ def _download_one(
             tmp.unlink()
 
 
+def _verified(verify: Callable[[Path], T], tmp: Path) -> T:
+    try:
+        return verify(tmp)
+    except CorruptFileError as exc:  # this mirror's copy is bad: the next one may be good
+        raise MirrorFailure(exc.reason) from None
+
+
+class _WriteFailed(Exception):
+    """Writing the downloaded bytes failed (a full disk): not an OSError, so no mirror's fault."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _LocalFile:
+    """The temp file, whose write errors are told apart from the network's OSErrors."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            raise _WriteFailed(error) from None
+
+
 def _create(tmp: Path) -> int:
     try:
         # 0o644 through the umask, as for any file the user creates (mkstemp would force 0o600).
         return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except OSError as exc:
-        raise DataError(
-            f"cannot write to {tmp.parent}: {exc.strerror or exc}",
-            hint="choose a writable folder with --data-dir or BPTRAIN_DATA_DIR",
-        ) from None
+        raise _cannot_write(tmp.parent, exc) from None
+
+
+def _cannot_write(folder: Path, error: OSError) -> DataError:
+    return DataError(
+        f"cannot write to {folder}: {error.strerror or error}",
+        hint="free some space, or choose a writable folder with --data-dir or BPTRAIN_DATA_DIR",
+    )
 
 
 def _get(
     session: requests.Session,
     url: str,
-    out: BinaryIO,
+    out: _LocalFile,
     label: str,
     transfer: Transfer,
     max_bytes: int,
@@ -199,7 +233,7 @@ class _Retry:
 def _attempt(
     session: requests.Session,
     url: str,
-    out: BinaryIO,
+    out: _LocalFile,
     label: str,
     transfer: Transfer,
     max_bytes: int,
@@ -225,7 +259,7 @@ def _retry_after(resp: requests.Response, status: str) -> float:
 
 
 def _stream_body(
-    resp: requests.Response, out: BinaryIO, label: str, transfer: Transfer, max_bytes: int
+    resp: requests.Response, out: _LocalFile, label: str, transfer: Transfer, max_bytes: int
 ) -> None:
     length = _content_length(resp)
     if length is not None and length > max_bytes:

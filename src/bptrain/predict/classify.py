@@ -18,7 +18,7 @@ import numpy as np
 from ..engine.train import evaluate
 from ..errors import ConfigError, DataError
 from ..functional import softmax
-from ..run.experiment import Model, eval_record, load_model
+from ..run.model import Model, eval_record, load_model
 from . import images
 
 log = logging.getLogger("bptrain.predict")
@@ -188,7 +188,7 @@ def evaluate_images(
     on_error: Callable[[images.InputError], None],
 ) -> dict[str, Any]:
     """`eval` on a folder-per-class tree of the user's own labelled images."""
-    from ..run.experiment import check_target
+    from ..run.model import check_target
 
     model = load_model(path, weights)
     style, size = style_for(model, preprocess), image_size(model)

@@ -1,45 +1,44 @@
 """Where `graph`, `plot` and `summary` put what they make: --out FILE or stdout.
 
-An existing file is replaced only with --overwrite (exit 4 otherwise, as for checkpoints),
-and a file is written under a temporary name in its folder, then renamed: no reader ever
-sees half a picture under the final name. Binary formats go to stdout only when it is not a
-terminal (`bptrain graph shop --format png > shop.png`).
+A file follows bptrain.files' rule: an existing --out is replaced only with --overwrite and
+never when it is not a regular file (a folder, FIFO, device or symlink: exit 4, saying what it
+is); an unwritable folder is exit 4 before any work; the bytes are written under a temporary
+name, fsynced, then published, so no reader ever sees half a picture under the final name.
+Binary formats go to stdout only when it is not a terminal (`bptrain graph shop --format png >
+shop.png`); exit 74 is for stdout alone.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-from .. import console
-from ..errors import CheckpointError, ConfigError, OutputError
+from .. import console, files
+from ..errors import ConfigError
 
 
-def check_out(out: str | None, *, overwrite: bool) -> Path | None:
-    """Refuse an --out that exists (without --overwrite) or is a folder, before any work."""
+def check_out(out: str | None, *, overwrite: bool, label: str = "--out") -> Path | None:
+    """Before any work: refuse an --out that exists (without --overwrite), is not a regular
+    file, or sits in a folder where no file can be made (all exit 4)."""
     if out is None:
         return None
     path = Path(out)
-    if path.is_dir():
-        raise ConfigError(f"--out {path} is a folder", hint="give a file path")
-    if path.exists() and not overwrite:
-        raise CheckpointError(
-            f"--out {path} already exists",
-            hint="pass --overwrite to replace it, or choose another --out",
-        )
+    files.check_destination(path, overwrite=overwrite, label=label)
     return path
 
 
 def write(
-    data: str | bytes, path: Path | None, *, overwrite: bool, what: str = "the output"
+    data: str | bytes,
+    path: Path | None,
+    *,
+    overwrite: bool,
+    what: str = "the output",
+    label: str = "--out",
 ) -> None:
-    """`data` to `path` atomically, or to stdout when `path` is None.
+    """`data` to `path` by files.write_bytes, or to stdout when `path` is None.
 
-    Without `overwrite` the file is published with a hard link, which (unlike a rename) never
-    replaces a file that appeared at `path` while the work was being done.
+    Without `overwrite` a file that appeared at `path` while the work was being done is kept
+    (exit 4): the new file is published with a hard link, which never replaces one.
     """
     if path is None:
         if isinstance(data, bytes) and sys.stdout.isatty():
@@ -49,43 +48,4 @@ def write(
             )
         console.write_stdout(data)
         return
-    raw = data.encode() if isinstance(data, str) else data
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # as open() would make it: mkstemp's 0600 is private
-        with os.fdopen(fd, "wb") as file:
-            file.write(raw)
-            file.flush()
-            os.fsync(file.fileno())
-        _publish(Path(tmp), path, overwrite)
-    except OSError as error:
-        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise CheckpointError(
-            f"--out {path} was created by someone else meanwhile",
-            hint="pass --overwrite to replace it, or choose another --out",
-        ) from None
-    except OSError:  # a file system without hard links: check, then rename
-        check_out(str(path), overwrite=False)
-        os.replace(tmp, path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    files.write_bytes(path, data, overwrite=overwrite, label=label)

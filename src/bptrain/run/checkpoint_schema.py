@@ -1,13 +1,34 @@
-"""The checkpoint metadata's schema: every field, its type and range, checked on every load.
+"""What a checkpoint file holds: its format marks, the digest that seals it, and the schema
+of its metadata (every field, its type and range, checked on every load).
 
-A checkpoint's JSON can be damaged or edited; each problem found here becomes one clear
-CheckpointError (exit 4) instead of a crash deep inside a resume or an evaluation.
+A checkpoint is one .npz: arrays named "<group>/<name>" plus a JSON metadata entry. Its JSON
+can be damaged or edited; each problem found here becomes one clear CheckpointError (exit 4)
+instead of a crash deep inside a resume or an evaluation.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import numpy as np
+
+FORMAT = "bptrain-checkpoint"
+FORMAT_VERSION = 2  # 2: digest, validated schema
+META_KEY = "__meta__"
+# Array groups inside the .npz: "<group>/<name>".
+GROUPS = ("param", "buffer", "optim", "best", "ema", "state")
+
+
+def digest(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of the metadata (without its digest) and each entry's name, dtype and shape."""
+    layout = sorted((name, a.dtype.str, list(a.shape)) for name, a in arrays.items())
+    body = {k: v for k, v in meta.items() if k != "digest"}
+    text = json.dumps([body, layout], sort_keys=True, allow_nan=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
 
 Check = Callable[[Any], str | None]  # None when the value is fine, else what it should be
 

@@ -1,5 +1,8 @@
 """Where a run writes its checkpoint: refuse to replace, lock against a second writer, unique names.
 
+The checks are bptrain.files' (special files refused, the folder proven writable, exit 4);
+what is a checkpoint's own is the lock and the default name.
+
 From before its data is loaded until it ends, a run holds an advisory lock on `.NAME.lock`
 beside its checkpoint (removed when it ends): a second process writing the same file fails at
 once (exit 4) instead of silently overwriting it. Default names get a counter when the second
@@ -10,12 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import CheckpointError
+from .. import files
+from ..errors import CheckpointError, DestinationError
 
 try:
     import fcntl
@@ -29,28 +32,24 @@ def lock_path(path: Path) -> Path:
     return real.with_name(f".{real.name}.lock")
 
 
-def check_writable(path: Path) -> None:
-    """Fail early, with a CheckpointError, when a checkpoint could not be written at `path`."""
-    if path.is_dir():
-        raise CheckpointError(f"--out {path} is a folder", hint="give a file path ending in .npz")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as error:
-        raise CheckpointError(
-            f"cannot write checkpoint {path}: {error.strerror or error}",
-            hint="choose another --out path",
-        ) from None
+def check_writable(path: Path, *, label: str = "--out") -> None:
+    """Before any work: `path` is not a special file and a checkpoint can be made beside it."""
+    files.refuse_special(path, label=label)
+    files.check_folder(path.parent, label="checkpoint", target=path)
 
 
 def refuse_existing(path: Path, *, overwrite: bool, resuming: Path | None) -> None:
-    """A new run never replaces a file unless asked to; resuming a file may write it again."""
-    if not path.exists() or overwrite:
+    """A new run never replaces a file unless asked to; resuming a file may write it again.
+
+    Whatever is not a regular file (a folder, FIFO, device or symlink) is refused either way.
+    """
+    label = "--resume" if resuming is not None and path == resuming else "--out"
+    files.refuse_special(path, label=label)
+    if files.kind_of(path) is None or overwrite:
         return
     if resuming is not None and path.resolve() == resuming.resolve():
         return
-    raise CheckpointError(
+    raise DestinationError(
         f"--out {path} already exists",
         hint="pass --overwrite to replace it, --resume it to continue that run, "
         "or choose another --out",
@@ -58,9 +57,9 @@ def refuse_existing(path: Path, *, overwrite: bool, resuming: Path | None) -> No
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[Path]:
+def locked(path: Path, *, label: str = "--out") -> Iterator[Path]:
     """Hold the advisory lock of `path` for the duration (CheckpointError when it is taken)."""
-    check_writable(path)
+    check_writable(path, label=label)
     held = _take(path, exclusive=False)
     try:
         yield path
@@ -105,9 +104,26 @@ def _take(path: Path, *, exclusive: bool) -> tuple[int, Path]:
             os.close(fd)
             raise
         if _same_file(fd, lock):
+            _sign(fd, lock, path)
             return fd, lock
         os.close(fd)
     raise CheckpointError(f"cannot lock {lock}: it keeps being replaced")
+
+
+def _sign(fd: int, lock: Path, path: Path) -> None:
+    """Write our pid into the lock we hold (a second run names us); on a full disk this is the
+    first write that fails, before any work: exit 4 naming the checkpoint, and no lock left."""
+    if fcntl is None:
+        return
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError as error:
+        _release(fd, lock)
+        raise DestinationError(
+            f"cannot write checkpoint {path}: {error.strerror or error}",
+            hint="check free space and permissions, or choose another path",
+        ) from None
 
 
 def _release(fd: int, lock: Path) -> None:
@@ -146,5 +162,3 @@ def _acquire(fd: int, path: Path) -> None:
             f"{path} is being written by another bptrain process (pid {holder})",
             hint="wait for it to finish, or choose another --out",
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)

@@ -195,7 +195,7 @@ def train(request: Any, hooks: Any) -> dict[str, Any]:
     from dataclasses import replace
 
     from .. import console
-    from ..run import experiment
+    from ..run import session
 
     par = world()
     if not par.is_root:
@@ -207,7 +207,7 @@ def train(request: Any, hooks: Any) -> dict[str, Any]:
                 "under mpiexec the config cannot come from stdin (only rank 0 reads it)",
                 hint="give a config file or a preset name",
             )
-        summary = experiment.train(request, hooks, parallel=par)
+        summary = session.train(request, hooks, parallel=par)
     except BaseException as error:
         raise par.finish(error) from None
     return summary

@@ -20,7 +20,7 @@ from ..engine.trace import Trace, trace
 from ..functional import finite_or_null
 from ..predict import classify as predict
 from ..predict import images
-from ..run.experiment import Model, load_model
+from ..run.model import Model, load_model
 
 MAX_MAPS = 16  # feature maps shown per conv layer (the statistics cover every channel)
 MAX_INFLATED = 64 << 20  # a gzip upload may inflate to this much, not predict's 1 GiB

@@ -11,7 +11,7 @@ from typing import Any
 from ..engine.trace import trace
 from ..errors import ConfigError
 from ..run import artifact
-from ..run.experiment import DataOptions, check_fits, load_dataset, with_stored_folder
+from ..run.inputs import DataOptions, check_fits, load_dataset, with_stored_folder
 from .graph import FORMATS, Graph, check_format, render
 from .model_source import Source, load_source
 from .network_graph import network_graph

@@ -12,7 +12,8 @@ import numpy as np
 from ..config import Config
 from ..engine.network import Network
 from ..errors import ConfigError
-from ..run.experiment import DataOptions, Model, config_of, data_shape, load_model
+from ..run.inputs import DataOptions, config_of, data_shape
+from ..run.model import Model, load_model
 
 ZIP_MAGIC = b"PK\x03\x04"
 

@@ -8,7 +8,6 @@ the pictures comes out of those nodes; change an input with --set and the number
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 
 from ..engine.layers import AddLayer, ExpLayer, MulLayer, ReciprocalLayer, Sigmoid
 from ..errors import ConfigError
+from ..registry import did_you_mean
 from .graph import Edge, Graph, Node, number
 
 # exp(-x) of the composed graph overflows float64 past this (the Sigmoid layer never does).
@@ -222,8 +222,8 @@ def seed_graph(name: str, settings: Sequence[str] = ()) -> Graph:
 
 
 def _unknown_input(example: str, key: str, values: dict[str, float]) -> str:
-    close = difflib.get_close_matches(key, values, n=1)
-    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    close = did_you_mean(key, values)
+    guess = f" (did you mean {close!r}?)" if close else ""
     names = ", ".join(f"{k}={number(v)}" for k, v in values.items())
     return f"--set {key!r}: {example} has no such input{guess}; its inputs: {names}"
 

@@ -32,8 +32,8 @@ from typing import Any
 
 from ... import extras
 from ...errors import BptrainError, CheckpointError, ConfigError, ExitCode, Interrupted, signal_word
-from ...run import artifact, experiment
-from ...run.experiment import DataOptions
+from ...run import artifact, inputs
+from ...run.inputs import DataOptions
 from ...run.interrupts import INTERRUPTS, SIGNALS
 from .spec import Spec, load_spec
 from .storage import Storage, best_of, counts, done_count, find_trial, storage_of, trial_record
@@ -236,7 +236,7 @@ class BestFile:
 
     def _write(self, best: Any, config: dict[str, Any]) -> None:
         try:
-            text = experiment.config_of(str(self.path), raw=config).config.to_yaml()
+            text = inputs.config_of(str(self.path), raw=config).config.to_yaml()
         except ConfigError as error:
             log.warning(f"trial {best.number}: its recorded config is unusable ({error})")
             return

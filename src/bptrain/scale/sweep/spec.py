@@ -32,8 +32,8 @@ from typing import Any
 from ...config import DEFAULT_PRESET, LoadedConfig, parse_yaml
 from ...errors import ConfigError, ConfigErrors
 from ...registry import suggestion
-from ...run import experiment
-from ...run.experiment import DataOptions
+from ...run import inputs
+from ...run.inputs import DataOptions
 
 KEYS = ("base", "set", "space", "trials", "metric", "direction", "sampler", "pruner", "seed")
 KINDS = ("log_uniform", "uniform", "int", "choice")
@@ -434,7 +434,7 @@ def check_configs(
     shapes: dict[tuple[str, str | None], tuple[tuple[int, ...], int]] = {}
 
     def build(overrides: tuple[str, ...]) -> LoadedConfig:
-        loaded = experiment.config_of(spec.base, overrides)
+        loaded = inputs.config_of(spec.base, overrides)
         _check_stack(loaded, data, shapes)
         return loaded
 
@@ -532,7 +532,7 @@ def _metric_errors(spec: Spec, base: LoadedConfig, where: _Where) -> list[Config
 def _check_stack(
     loaded: LoadedConfig, data: DataOptions, shapes: dict[tuple[str, str | None], Any]
 ) -> None:
-    """experiment.check_stack, reading an `idx` folder's shape once for all the probes."""
+    """inputs.check_stack, reading an `idx` folder's shape once for all the probes."""
     from ...data import DATASETS
     from ...engine.network import Network
 
@@ -541,7 +541,7 @@ def _check_stack(
     if DATASETS[cfg.data.dataset].image_shape is None and key[1] is None:
         return  # the folder is only known at run time
     if key not in shapes:
-        shapes[key] = experiment.data_shape(cfg, data)
+        shapes[key] = inputs.data_shape(cfg, data)
     input_shape, classes = shapes[key]
     try:
         Network.from_specs(cfg.model.layers, input_shape, cfg.model.loss, num_classes=classes)

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import BptrainError, ConfigError, DivergedError, ExitCode, Interrupted
-from ...run import experiment
-from ...run.experiment import DataOptions, Hooks, TrainRequest
+from ...run import inputs, session, threads
+from ...run.inputs import DataOptions
 from ...run.interrupts import INTERRUPTS, SIGNALS
+from ...run.session import Hooks, TrainRequest
 from .spec import EPOCH_METRICS, Spec
 from .storage import Storage, counts, find_trial, trial_record
 
@@ -187,7 +188,7 @@ class TrialRunner:
                 emit=lambda record: self._on_record(trial, record, epochs),
                 progress=lambda total: self.stopper,
             )
-            experiment.train(request, hooks)
+            session.train(request, hooks)
             return self._value()
         except BaseException as error:
             attempt.note = error.message if isinstance(error, Interrupted) else str(error)
@@ -200,10 +201,10 @@ class TrialRunner:
         """The trial's train request (its config recorded for best.yaml) and its epochs."""
         params = {p.path: p.suggest(trial) for p in self.spec.space}
         overrides = self.spec.overrides_for(params)
-        loaded = experiment.config_of(self.spec.base, overrides)
+        loaded = inputs.config_of(self.spec.base, overrides)
         seed = loaded.config.seed
         if seed is None:  # `seed: null`: each trial draws one, recorded like the rest
-            seed = experiment.draw_seed()
+            seed = inputs.draw_seed()
             overrides = (*overrides, f"seed={seed}")
         trial.set_user_attr("config", replace(loaded.config, seed=seed).to_dict())
         trial.set_user_attr("checkpoint", str(path))
@@ -302,7 +303,7 @@ def worker_main(job: Job, channel: Any, stop: Any) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # blocked while it was started
     error: tuple[int, str, str | None] | None = None
     try:
-        with experiment.blas_threads(job.threads):
+        with threads.blas_threads(job.threads):
             _take_trials(job, channel, stopper)
     except Interrupted:
         pass
