@@ -23,6 +23,8 @@ import uvicorn
 
 from ..errors import ConfigError, Interrupted
 from .app import create_app
+from .connection import GuardedH11Protocol
+from .guard import names_of
 from .inference import Engine
 
 log = logging.getLogger("bptrain.serve")
@@ -46,10 +48,13 @@ def serve(
             f"serving on {host}, not on loopback: anyone who can reach this machine on port "
             f"{sock.getsockname()[1]} can use the page and the API"
         )
+    # The protocol closes connections that send no request; the app's guard counts requests in
+    # flight (uvicorn's limit_concurrency would count open sockets, idle ones included).
+    hosts = names_of(sock.getsockname()[0]) if loopback else None
     config = uvicorn.Config(
-        create_app(engine, loopback=loopback), log_config=None, access_log=verbose,
-        lifespan="off", ws="none", http="h11", loop="asyncio", timeout_keep_alive=5,
-        timeout_graceful_shutdown=STOP_SECONDS, limit_concurrency=128,
+        create_app(engine, hosts=hosts), log_config=None, access_log=verbose,
+        lifespan="off", ws="none", http=GuardedH11Protocol, loop="asyncio",
+        timeout_keep_alive=5, timeout_graceful_shutdown=STOP_SECONDS,
     )  # fmt: skip
     server = uvicorn.Server(config)
     with _uvicorn_logs(verbose):
@@ -140,7 +145,19 @@ def _announce(engine: Engine, url: str, local: str, open_browser: bool) -> None:
     )
     log.info("open it in a browser; Ctrl-C stops the server")
     if open_browser:  # in a thread: a text-mode browser could hold the terminal
-        threading.Thread(target=webbrowser.open, args=(local,), daemon=True).start()
+        threading.Thread(target=_open_browser, args=(local,), daemon=True).start()
+
+
+def _open_browser(url: str) -> None:
+    """Open the page; say so when no browser could (none installed, no display, BROWSER fails)."""
+    try:
+        opened = webbrowser.open(url)
+    except Exception as error:  # webbrowser raises what its launchers raise
+        opened, why = False, f" ({error})"
+    else:
+        why = ""
+    if not opened:
+        log.warning(f"--open: no web browser could be started{why}; open {url} yourself")
 
 
 class _Forward(logging.Handler):
