@@ -137,25 +137,38 @@ class Engine:
                 target = int(np.argmax(self.model.network.predict(batch)[0]))
             traced = trace(self.model.network, batch, np.array([target]))
         out = predict.record(item, traced.probabilities[0], names, top_k)
-        out["details"] = pack(traced, x, target, names)
+        smoothing = getattr(self.model.network.loss_layer, "label_smoothing", 0.0)
+        out["details"] = pack(traced, x, target, names, smoothing)
         return out
 
 
 # --------------------------------------------------------------------- packing for JSON
 
 
-def pack(traced: Trace, x: np.ndarray, target: int, names: tuple[str, ...]) -> dict[str, Any]:
-    """Per layer its statistics and a picture of its output, the input and dL/d(input)."""
+def pack(
+    traced: Trace,
+    x: np.ndarray,
+    target: int,
+    names: tuple[str, ...],
+    label_smoothing: float = 0.0,
+) -> dict[str, Any]:
+    """Per layer its statistics and a picture of its output, the input and dL/d(input); the
+    loss, and -log p(target) beside it."""
     stats = traced.stats()
     layers = []
     for layer, numbers in zip(traced.layers, stats["layers"], strict=True):
         layers.append(numbers | {"picture": picture(layer.output[0])})
     grad = traced.input_grad[0].reshape(x.shape).astype(np.float64)  # (1, H, W) -> (H, W)
     values = {"shape": list(grad.shape), "values": grad.tolist(), "max_abs": float(abs(grad).max())}
+    with np.errstate(divide="ignore"):  # p = 0 gives inf, sent as null
+        neg_log_p = float(-np.log(traced.probabilities[0][target]))
     return {
         "class": target,
         "class_name": names[target],
+        # The loss the network trains on; with label smoothing it is not -log p(class).
         "loss": stats["loss"],
+        "label_smoothing": label_smoothing,
+        "neg_log_p": neg_log_p if np.isfinite(neg_log_p) else None,
         "input": {
             "shape": list(x.shape),
             "pixels": np.round(x.astype(np.float64), 4).tolist(),
