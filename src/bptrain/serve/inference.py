@@ -21,6 +21,7 @@ from ..functional import finite_or_null
 from ..predict import classify as predict
 from ..predict import images
 from ..run.experiment import Model, load_model
+from ..visual.summary import layer_rows
 
 MAX_MAPS = 16  # feature maps shown per conv layer (the statistics cover every channel)
 MAX_INFLATED = 64 << 20  # a gzip upload may inflate to this much, not predict's 1 GiB
@@ -76,7 +77,7 @@ class Engine:
                 "test_accuracy": metrics.get("test_accuracy"),
                 "params": network.num_params,
                 "loss": network.loss_layer.name,
-                "layers": network.summary(),
+                "layers": layer_rows(network),
             }
         )
 
