@@ -175,7 +175,7 @@ async def _chunks(request: Request) -> AsyncIterator[bytes]:
             yield await asyncio.wait_for(parts.__anext__(), max(wait, 0))
         except StopAsyncIteration:
             return
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             stalled = wait >= BODY_GAP_SECONDS
             raise RequestError(
                 408,
