@@ -255,3 +255,23 @@ def test_open_with_a_failing_browser_says_so(serve_checkpoint, tmp_path):
             time.sleep(0.05)
         code, _, stderr = running.stop()
     assert code == 130 and "WARNING: --open: no web browser could be started" in stderr
+
+
+LOW_LIMIT = "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))"
+
+
+def test_more_idle_sockets_than_the_file_limit_allows_still_leave_room(serve_checkpoint, digit):
+    """Under a file limit of 256, 600 idle sockets: the server closes the longest-waiting ones
+    to accept new connections, and says so in at most a line or two, with no traceback."""
+    with Server(serve_checkpoint, patch=LOW_LIMIT) as running:
+        idle = [socket.create_connection(address(running.url)) for _ in range(600)]
+        try:
+            assert predict_png(running.url, digit)["event"] == "prediction"
+            assert all(read_answer(sock) == b"" for sock in idle)
+        finally:
+            for sock in idle:
+                sock.close()
+        assert predict_png(running.url, digit)["event"] == "prediction"
+        code, _, stderr = running.stop()
+    assert code == 130 and "Traceback" not in stderr
+    assert sum("out of system resource" in line for line in stderr.splitlines()) <= 3

@@ -9,6 +9,11 @@ HEAD_SECONDS, from its start or from the end of its previous answer, to send a c
 request head; otherwise it is closed (with a 408 JSON answer when part of a head came). A slow
 body is the app's business (app.py gives it a deadline of its own).
 
+Open sockets are also capped below the process's open-file limit (`connection_cap`): a client
+that opens more than that in under HEAD_SECONDS makes the server close the connection that has
+waited longest for its head, rather than leave new connections unaccepted (asyncio's accept
+fails with "too many open files" and retries each second).
+
 uvicorn answers a request it cannot parse with a plain-text 400; here that answer is the
 documented JSON {"error": ...} as well.
 """
@@ -17,11 +22,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HEAD_SECONDS = 5.0  # a browser sends its head in milliseconds; a phone on a bad link in < 1 s
+MAX_CONNECTIONS = 4096  # open sockets at most (each costs a file and some 10 KiB)
+RESERVED_FILES = 64  # kept for what else the server opens: the page's files, threads, logs
+
+
+def connection_cap() -> int:
+    """How many sockets may be open at once: MAX_CONNECTIONS, or fewer under a low file limit."""
+    try:
+        import resource
+    except ImportError:  # not a Unix: no file limit to respect
+        return MAX_CONNECTIONS
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(1, min(MAX_CONNECTIONS, soft - RESERVED_FILES))
 
 
 def json_answer(status: int, reason: str, message: str) -> bytes:
@@ -38,10 +58,13 @@ class GuardedH11Protocol(H11Protocol):
     """uvicorn's H11Protocol, plus the request-head deadline and JSON protocol errors."""
 
     _head_timer: asyncio.TimerHandle | None = None
+    _waiting_since = 0.0  # when the wait for the current head began
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._watch_head()
+        if len(self.connections) > connection_cap():
+            self._close_longest_waiting()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -65,6 +88,7 @@ class GuardedH11Protocol(H11Protocol):
         if not self._waiting_for_head():
             self._stop_watching()
         elif self._head_timer is None:
+            self._waiting_since = time.monotonic()
             self._head_timer = self.loop.call_later(HEAD_SECONDS, self._head_too_late)
 
     def _stop_watching(self) -> None:
@@ -80,6 +104,17 @@ class GuardedH11Protocol(H11Protocol):
             message = f"the request head did not arrive within {HEAD_SECONDS:g} seconds"
             self.transport.write(json_answer(408, "Request Timeout", message))
         self.transport.close()
+
+    def _close_longest_waiting(self) -> None:
+        """Make room: close the open connection that has waited longest for a request head."""
+        waiting = [
+            c for c in self.connections
+            if isinstance(c, GuardedH11Protocol) and c._head_timer is not None
+        ]  # fmt: skip
+        if waiting:
+            oldest = min(waiting, key=lambda c: c._waiting_since)
+            oldest._stop_watching()
+            oldest.transport.close()
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request h11 cannot parse, as JSON."""
