@@ -25,7 +25,7 @@ from PIL import Image
 
 from cli_helpers import invoke, small_config, subprocess_env, write_config
 
-URL = re.compile(r"http://127\.0\.0\.1:\d+/")
+URL = re.compile(r"http://127\.0\.0\.\d+:\d+/")  # 127.0.0.1, or the --host it was given
 
 
 def cnn_config(folder: Path) -> dict:
@@ -73,13 +73,23 @@ def png(pixels: np.ndarray) -> bytes:
 
 
 class Server:
-    """`bptrain serve CKPT --port 0 ...` as a real process; its URL read from its stderr."""
+    """`bptrain serve CKPT --port 0 ...` as a real process; its URL read from its stderr.
 
-    def __init__(self, checkpoint: Path, *args: str, env: dict | None = None) -> None:
-        command = [sys.executable, "-m", "bptrain", "serve", str(checkpoint), "--port", "0", *args]
+    `env` adds variables (a None value removes one); `patch` is Python run before the CLI in
+    the server's process (to plant a bug and see how the server answers it).
+    """
+
+    def __init__(
+        self, checkpoint: Path, *args: str, env: dict | None = None, patch: str = ""
+    ) -> None:
+        start = (
+            ["-c", f"{patch}\nfrom bptrain.cli import main; main()"] if patch else ["-m", "bptrain"]
+        )
+        command = [sys.executable, *start, "serve", str(checkpoint), "--port", "0", *args]
+        variables = {**subprocess_env(), **(env or {})}
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**subprocess_env(), **(env or {})},
+            env={key: value for key, value in variables.items() if value is not None},
         )  # fmt: skip
         self.lines: list[str] = []
         self.url = self._read_url()

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import subprocess_env
+from cli_helpers import invoke, subprocess_env, write_config
 from serve_helpers import (  # noqa: F401  (fixtures)
     Server,
+    cnn_config,
     digit_set_fixture,
     png,
     predict_png,
@@ -233,6 +234,64 @@ def test_an_uploaded_file_is_predicted_as_the_api_predicts_it(browser, server, d
         expected["label"]
     )
     assert "digit.png" in browser.find_element("id", "status").text
+
+
+def shown_loss(driver):
+    """The numbers of the loss line beside the heat map: {label: value}."""
+    lines = driver.find_element("id", "loss").text.splitlines()
+    return dict(line.rsplit(" = ", 1) for line in lines if " = " in line)
+
+
+def test_the_loss_line_is_minus_log_p_without_label_smoothing(browser, server, digit_set, tmp_path):
+    images, _ = digit_set
+    path = tmp_path / "digit.png"
+    path.write_bytes(png(images[5]))
+    api = predict_png(server.url, path.read_bytes(), "?details=1")
+    open_page(browser, server.url)
+    browser.find_element("id", "upload").send_keys(str(path))
+    settled(browser)
+    shown = shown_loss(browser)
+    details = api["details"]
+    assert details["label_smoothing"] == 0.0
+    assert details["neg_log_p"] == pytest.approx(details["loss"], rel=1e-4)
+    assert details["neg_log_p"] == pytest.approx(-np.log(api["confidence"]), rel=1e-4)
+    key = f"loss −log p({api['class_name']})"
+    assert set(shown) == {key, "‖∂L/∂x‖"}
+    assert float(shown[key]) == pytest.approx(details["loss"], rel=1e-3, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def smoothed_checkpoint(tmp_path_factory, idx_folder):
+    """The serve tests' conv net trained with label smoothing 0.1."""
+    folder = tmp_path_factory.mktemp("smoothed")
+    config = cnn_config(idx_folder)
+    config["model"]["loss"] = {"type": "softmax_with_loss", "label_smoothing": 0.1}
+    out = folder / "smoothed.npz"
+    result = invoke("train", write_config(folder / "c.yaml", config), "--out", out, "-q")
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def test_with_label_smoothing_the_loss_line_says_so_and_shows_minus_log_p(
+    browser, smoothed_checkpoint, digit_set, tmp_path
+):
+    images, _ = digit_set
+    path = tmp_path / "digit.png"
+    path.write_bytes(png(images[5]))
+    with Server(smoothed_checkpoint) as running:
+        api = predict_png(running.url, path.read_bytes(), "?details=1")
+        open_page(browser, running.url)
+        browser.find_element("id", "upload").send_keys(str(path))
+        settled(browser)
+        shown = shown_loss(browser)
+    details, name = api["details"], api["class_name"]
+    assert details["label_smoothing"] == 0.1
+    # -log p is the confidence's; the smoothed loss is larger (it also wants the other classes)
+    assert details["neg_log_p"] == pytest.approx(-np.log(api["confidence"]), rel=1e-4)
+    assert details["loss"] > details["neg_log_p"]
+    assert set(shown) == {"loss (label smoothing 0.1)", f"−log p({name})", "‖∂L/∂x‖"}
+    assert float(shown["loss (label smoothing 0.1)"]) == pytest.approx(details["loss"], abs=1e-4)
+    assert float(shown[f"−log p({name})"]) == pytest.approx(details["neg_log_p"], abs=1e-4)
 
 
 def docs_checkpoint(folder: Path) -> Path:

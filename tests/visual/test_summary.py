@@ -90,6 +90,17 @@ def test_out_file_and_refusal(tmp_path, config_file):
     assert_error(invoke("summary", config_file, "--out", out), 4, "already exists")
 
 
+def test_the_table_is_the_artifact_on_stdout_or_in_out(tmp_path, config_file):
+    """F25, decided: summary is an artifact command like graph; its artifact (the table, or the
+    JSON record with --json) goes to --out or, without it, to stdout, and nothing else does."""
+    on_stdout = invoke("summary", config_file)
+    out = tmp_path / "summary.txt"
+    to_file = invoke("summary", config_file, "--out", out)
+    assert to_file.exit_code == 0 and to_file.stdout == ""
+    assert out.read_text() == on_stdout.stdout
+    assert on_stdout.stdout.startswith("Model: small (idx)\n")
+
+
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [

@@ -24,7 +24,10 @@ BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     "--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
     help="Port to listen on; 0 picks a free one (the URL on stderr says which).",
 )  # fmt: skip
-@click.option("--open", "open_browser", is_flag=True, help="Open the page in the web browser.")
+@click.option(
+    "--open", "open_browser", is_flag=True,
+    help="Open the page in the web browser (a warning says so when none can be started).",
+)  # fmt: skip
 @weights_option
 @preprocess_option
 @threads_option
@@ -45,7 +48,9 @@ def serve_command(
     The page's JSON API works from scripts too: POST /api/predict with PNG bytes
     (Content-Type: image/png) returns the record of `bptrain predict` (?details=1 adds the
     layers and the input gradient); GET /api/model returns the model's summary. The URL is
-    printed on stderr; Ctrl-C stops the server (exit 130, SIGTERM 143). BLAS runs on one
+    printed on stderr; Ctrl-C stops the server (exit 130, SIGTERM 143). Every error is a JSON
+    {"error": ...}; a connection that sends no complete request head within 5 seconds is
+    closed, and 64 requests are served at once (503 beyond). BLAS runs on one
     thread unless --threads or the environment (OMP_NUM_THREADS, ...) say otherwise: one
     drawing is too small to share, and requests would fight over the threads.
     """

@@ -5,17 +5,22 @@
     POST /api/predict         one image -> the record of `predict`; ?details=1 adds the layers
 
 A request body is PNG/JPEG/... bytes (Content-Type: image/*) or JSON {"image": "data:...;base64,
-...", "name": ...}. Every failure is a 4xx (or 500) with a JSON body {"error": "..."}; nothing a
-client sends can stop the server.
+...", "name": ...}. Every failure is a 4xx (or 500, or 503 when MAX_IN_FLIGHT requests are
+already being served) with a JSON body {"error": "..."}; nothing a client sends can stop the
+server. A body must keep arriving (BODY_GAP_SECONDS at most between its parts, BODY_SECONDS in
+all; else 408), so a stalled upload does not hold its place among the requests in flight for
+ever. guard.py stands before the app: Host check, capacity, headers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +31,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .guard import LOOPBACK_HOSTS, Guard, json_error
 from .inference import Engine, RequestError
 
 log = logging.getLogger("bptrain.serve")
@@ -35,19 +40,12 @@ log = logging.getLogger("bptrain.serve")
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 5 << 20  # 5 MiB: a phone photo fits; a larger body gets 413
 DRAIN = 32 << 20  # a refused body up to this size is read to its end before the 413
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
-HEADERS = {
-    # The page loads nothing from elsewhere; scripts and styles come from this server only.
-    "content-security-policy": "default-src 'self'; img-src 'self' data: blob:; "
-    "style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-}
-_HEADERS = [(k.encode(), v.encode()) for k, v in HEADERS.items()]
+BODY_GAP_SECONDS = 10.0  # the longest pause allowed inside a body
+BODY_SECONDS = 60.0  # a whole body: 5 MiB at 1 Mbit/s takes 42 s
 
 
-def create_app(engine: Engine, *, loopback: bool = True) -> Starlette:
-    """The app for one engine; `loopback`: refuse Host headers of other names (DNS rebinding)."""
+def create_app(engine: Engine, *, hosts: frozenset[str] | None = LOOPBACK_HOSTS) -> Starlette:
+    """The app for one engine; `hosts`: the Host names it answers (None: any), see guard.py."""
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
@@ -68,7 +66,7 @@ def create_app(engine: Engine, *, loopback: bool = True) -> Starlette:
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
-    return _Guard(app, loopback)  # type: ignore[return-value]
+    return Guard(app, hosts)  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------- POST /api/predict
@@ -155,7 +153,7 @@ async def _body(request: Request, cap: int = MAX_BODY) -> bytes:
             await _drain(request, int(declared))
         raise RequestError(413, f"the body is {int(declared):,} bytes; the limit is {cap:,}")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    async for chunk in _chunks(request):
         size += len(chunk)
         if size > cap:
             await _drain(request, size)
@@ -166,15 +164,39 @@ async def _body(request: Request, cap: int = MAX_BODY) -> bytes:
     return b"".join(chunks)
 
 
+async def _chunks(request: Request) -> AsyncIterator[bytes]:
+    """The body's parts as they arrive; RequestError 408 when they stop coming in time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BODY_SECONDS
+    parts = request.stream().__aiter__()
+    while True:
+        wait = min(BODY_GAP_SECONDS, deadline - loop.time())
+        try:
+            yield await asyncio.wait_for(parts.__anext__(), max(wait, 0))
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            stalled = wait >= BODY_GAP_SECONDS
+            raise RequestError(
+                408,
+                f"the body stopped arriving for {BODY_GAP_SECONDS:g} seconds"
+                if stalled
+                else f"the body did not arrive within {BODY_SECONDS:g} seconds",
+            ) from None
+
+
 async def _drain(request: Request, size: int) -> None:
-    """Read and drop the rest of a refused body, unless it is larger than DRAIN."""
+    """Read and drop the rest of a refused body, unless it is larger than DRAIN (or stalls)."""
     if size > DRAIN:
         return
     seen = 0
-    async for chunk in request.stream():
-        seen += len(chunk)
-        if seen > DRAIN:
-            return
+    try:
+        async for chunk in _chunks(request):
+            seen += len(chunk)
+            if seen > DRAIN:
+                return
+    except RequestError:
+        return
 
 
 def _from_json(body: bytes, name: str) -> tuple[bytes, str]:
@@ -198,13 +220,13 @@ def _from_json(body: bytes, name: str) -> tuple[bytes, str]:
         raise RequestError(400, f'"image" holds invalid base64 ({error})') from None
 
 
-# --------------------------------------------------------------------- errors, headers, hosts
+# --------------------------------------------------------------------- errors
 
 
 def _error(status: int, message: str) -> JSONResponse:
     # Connection: close when the body may not have been read to its end.
-    headers = {"connection": "close"} if status == 413 else None
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    headers = {"connection": "close"} if status in (408, 413) else None
+    return json_error(status, message, headers)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -217,39 +239,3 @@ async def _internal_error(request: Request, error: Exception) -> Response:
         f"{request.method} {request.url.path}: internal error {type(error).__name__}: {error}"
     )
     return _error(500, f"internal error: {type(error).__name__} (this is a bug in bptrain)")
-
-
-class _Guard:
-    """Security headers on every response, and (on loopback) only loopback Host names."""
-
-    def __init__(self, app: ASGIApp, loopback: bool) -> None:
-        self.app, self.loopback = app, loopback
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if self.loopback and not _loopback_host(scope):
-            response = _error(421, "this server answers to 127.0.0.1 and localhost only")
-            await response(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                names = {key.lower() for key, _ in message.get("headers", [])}
-                extra = [
-                    (k.encode(), v.encode()) for k, v in HEADERS.items() if k.encode() not in names
-                ]
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
-
-
-def _loopback_host(scope: Scope) -> bool:
-    host = dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1").lower()
-    if host.startswith("["):  # [::1]:8000
-        name = host.split("]")[0] + "]"
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    return name in LOOPBACK_HOSTS

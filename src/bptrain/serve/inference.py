@@ -21,6 +21,7 @@ from ..functional import finite_or_null
 from ..predict import classify as predict
 from ..predict import images
 from ..run.model import Model, load_model
+from ..visual.summary import layer_rows
 
 MAX_MAPS = 16  # feature maps shown per conv layer (the statistics cover every channel)
 MAX_INFLATED = 64 << 20  # a gzip upload may inflate to this much, not predict's 1 GiB
@@ -76,7 +77,7 @@ class Engine:
                 "test_accuracy": metrics.get("test_accuracy"),
                 "params": network.num_params,
                 "loss": network.loss_layer.name,
-                "layers": network.summary(),
+                "layers": layer_rows(network),
             }
         )
 
@@ -137,25 +138,38 @@ class Engine:
                 target = int(np.argmax(self.model.network.predict(batch)[0]))
             traced = trace(self.model.network, batch, np.array([target]))
         out = predict.record(item, traced.probabilities[0], names, top_k)
-        out["details"] = pack(traced, x, target, names)
+        smoothing = getattr(self.model.network.loss_layer, "label_smoothing", 0.0)
+        out["details"] = pack(traced, x, target, names, smoothing)
         return out
 
 
 # --------------------------------------------------------------------- packing for JSON
 
 
-def pack(traced: Trace, x: np.ndarray, target: int, names: tuple[str, ...]) -> dict[str, Any]:
-    """Per layer its statistics and a picture of its output, the input and dL/d(input)."""
+def pack(
+    traced: Trace,
+    x: np.ndarray,
+    target: int,
+    names: tuple[str, ...],
+    label_smoothing: float = 0.0,
+) -> dict[str, Any]:
+    """Per layer its statistics and a picture of its output, the input and dL/d(input); the
+    loss, and -log p(target) beside it."""
     stats = traced.stats()
     layers = []
     for layer, numbers in zip(traced.layers, stats["layers"], strict=True):
         layers.append(numbers | {"picture": picture(layer.output[0])})
     grad = traced.input_grad[0].reshape(x.shape).astype(np.float64)  # (1, H, W) -> (H, W)
     values = {"shape": list(grad.shape), "values": grad.tolist(), "max_abs": float(abs(grad).max())}
+    with np.errstate(divide="ignore"):  # p = 0 gives inf, sent as null
+        neg_log_p = float(-np.log(traced.probabilities[0][target]))
     return {
         "class": target,
         "class_name": names[target],
+        # The loss the network trains on; with label smoothing it is not -log p(class).
         "loss": stats["loss"],
+        "label_smoothing": label_smoothing,
+        "neg_log_p": neg_log_p if np.isfinite(neg_log_p) else None,
         "input": {
             "shape": list(x.shape),
             "pixels": np.round(x.astype(np.float64), 4).tolist(),

@@ -15,14 +15,17 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 import webbrowser
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import uvicorn
 
 from ..errors import ConfigError, Interrupted
 from .app import create_app
+from .connection import MAX_CONNECTIONS, RESERVED_FILES, GuardedH11Protocol
+from .guard import names_of
 from .inference import Engine
 
 log = logging.getLogger("bptrain.serve")
@@ -46,13 +49,16 @@ def serve(
             f"serving on {host}, not on loopback: anyone who can reach this machine on port "
             f"{sock.getsockname()[1]} can use the page and the API"
         )
+    # The protocol closes connections that send no request; the app's guard counts requests in
+    # flight (uvicorn's limit_concurrency would count open sockets, idle ones included).
+    hosts = names_of(sock.getsockname()[0]) if loopback else None
     config = uvicorn.Config(
-        create_app(engine, loopback=loopback), log_config=None, access_log=verbose,
-        lifespan="off", ws="none", http="h11", loop="asyncio", timeout_keep_alive=5,
-        timeout_graceful_shutdown=STOP_SECONDS, limit_concurrency=128,
+        create_app(engine, hosts=hosts), log_config=None, access_log=verbose,
+        lifespan="off", ws="none", http=GuardedH11Protocol, loop="asyncio",
+        timeout_keep_alive=5, timeout_graceful_shutdown=STOP_SECONDS,
     )  # fmt: skip
     server = uvicorn.Server(config)
-    with _uvicorn_logs(verbose):
+    with _uvicorn_logs(verbose), _more_files():
         thread, failures = _start(server, sock)
         try:
             _wait(lambda: server.started, thread, 0.02)
@@ -140,7 +146,19 @@ def _announce(engine: Engine, url: str, local: str, open_browser: bool) -> None:
     )
     log.info("open it in a browser; Ctrl-C stops the server")
     if open_browser:  # in a thread: a text-mode browser could hold the terminal
-        threading.Thread(target=webbrowser.open, args=(local,), daemon=True).start()
+        threading.Thread(target=_open_browser, args=(local,), daemon=True).start()
+
+
+def _open_browser(url: str) -> None:
+    """Open the page; say so when no browser could (none installed, no display, BROWSER fails)."""
+    try:
+        opened = webbrowser.open(url)
+    except Exception as error:  # webbrowser raises what its launchers raise
+        opened, why = False, f" ({error})"
+    else:
+        why = ""
+    if not opened:
+        log.warning(f"--open: no web browser could be started{why}; open {url} yourself")
 
 
 class _Forward(logging.Handler):
@@ -154,19 +172,72 @@ class _Forward(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         level = record.levelno if record.levelno >= logging.WARNING else logging.DEBUG
         message = record.getMessage()
-        if record.exc_info and self.verbose:
+        if self.verbose and record.exc_info:
             message += "\n" + logging.Formatter().formatException(record.exc_info)
+        elif not self.verbose:
+            message = message.split("\n")[0]  # one line; -v shows the rest
         log.log(level, message)
+
+
+class _Once(logging.Filter):
+    """Let a message through once per REPEAT_SECONDS (asyncio repeats "socket.accept() out of
+    system resource", with its traceback, for every retry while the file limit is reached)."""
+
+    REPEAT_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now, message = time.monotonic(), record.getMessage()
+        if now - self.last.get(message, -self.REPEAT_SECONDS) < self.REPEAT_SECONDS:
+            return False
+        self.last[message] = now
+        return True
 
 
 @contextmanager
 def _uvicorn_logs(verbose: bool) -> Iterator[None]:
-    logger = logging.getLogger("uvicorn")
-    saved = (list(logger.handlers), logger.propagate, logger.level)
-    logger.handlers[:], logger.propagate = [_Forward(verbose)], False
-    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    """uvicorn's and asyncio's log records into bptrain's logger, one line each."""
+    taken = [(logging.getLogger("uvicorn"), None), (logging.getLogger("asyncio"), _Once())]
+    saved = [(list(lg.handlers), lg.propagate, lg.level, list(lg.filters)) for lg, _ in taken]
+    for logger, once in taken:
+        logger.handlers[:], logger.propagate = [_Forward(verbose)], False
+        logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        if once is not None:
+            logger.addFilter(once)
     try:
         yield
     finally:
-        logger.handlers[:], logger.propagate = saved[0], saved[1]
-        logger.setLevel(saved[2])
+        for (logger, _), (handlers, propagate, level, filters) in zip(taken, saved, strict=True):
+            logger.handlers[:], logger.propagate = handlers, propagate
+            logger.setLevel(level)
+            logger.filters[:] = filters
+
+
+@contextmanager
+def _more_files() -> Iterator[None]:
+    """Raise the soft open-file limit towards what MAX_CONNECTIONS sockets need (often 1024,
+    where the hard limit allows far more), and put it back afterwards."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_CONNECTIONS + 2 * RESERVED_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (_at_most(wanted, hard), hard))
+    try:
+        yield
+    finally:
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _at_most(wanted: int, hard: int) -> int:
+    import resource
+
+    return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)

@@ -8,9 +8,12 @@ matplotlib is an optional extra, imported here only, through its object-oriented
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
-from collections.abc import Callable, Sequence
+import re
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +31,10 @@ CONFUSION_SIZE = (7.0, 6.0)
 MAX_PIXELS = 16384  # per side; Agg refuses far larger pictures anyway
 COLORBAR_TICKS = (0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1)
 MAX_CELL_TEXTS = 30  # classes; beyond this the counts would not fit in their cells
+# Titles, labels and class names are text as typed: "$x_$" is not a formula (mathtext is kept
+# for the log axis's tick labels, 10^-3).
+PLAIN = {"parse_math": False}
+_MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from font\(s\) (.+?)\.?$")
 STYLE = {
     "font.size": 10,
     "axes.titlesize": 11.5,
@@ -76,8 +83,10 @@ def plot(request: PlotRequest, *, emit: Callable[[dict[str, Any]], None], stdin:
     inputs = [read_run(source, stdin) for source in request.runs]
     for run, label in zip(inputs, _labels(inputs, request.labels), strict=True):
         run.label = label
-    picture = render(inputs, title=request.title, size=request.size, dpi=request.dpi)
-    save(picture.figure, out, fmt, request.dpi, overwrite=request.overwrite)
+    with _warnings_as_log():
+        picture = render(inputs, title=request.title, size=request.size, dpi=request.dpi)
+        data = draw(picture.figure, fmt, request.dpi)
+    artifact.write(data, out, overwrite=request.overwrite, what=f"a {fmt} picture")
     width, height = picture.figure.canvas.get_width_height()
     record = {
         "event": "plot", "kind": picture.kind, "format": fmt, "out": str(out),
@@ -215,7 +224,7 @@ def _draw_curves(figure: Any, runs: list[TrainingRun], title: str | None) -> Pic
     _lr_scale(lr, runs)
     title = _curves_title(runs) if title is None else title
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, **PLAIN)
     legend = _curves_legend(figure, runs)
     return Picture(figure, "curves", legend=legend)
 
@@ -282,8 +291,10 @@ def _curves_legend(figure: Any, runs: Sequence[TrainingRun]) -> list[str]:
         handles.append(Line2D([], [], color=color, linestyle="--", label="validation"))
         handles.append(Line2D([], [], color=color, marker="*", linestyle="", markersize=11,
                               label=_best_entry(runs)))  # fmt: skip
-    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6),
-                  frameon=False)  # fmt: skip
+    legend = figure.legend(handles=handles, loc="outside lower center",
+                           ncols=min(len(handles), 6), frameon=False)  # fmt: skip
+    for text in legend.get_texts():
+        text.set_parse_math(False)  # run labels are file names or --label: plain text
     return [handle.get_label() for handle in handles]
 
 
@@ -307,7 +318,8 @@ def _draw_confusion(figure: Any, run: EvalRun, title: str | None) -> Picture:
 
     record = run.record
     names = record["class_names"]
-    counts = np.asarray(record["confusion_matrix"], dtype=np.int64)  # (true, predicted)
+    # float64: exact for every count runs.py lets through (<= 2**53), and sums cannot wrap
+    counts = np.asarray(record["confusion_matrix"], dtype=np.float64)  # (true, predicted)
     totals = counts.sum(axis=1, keepdims=True)
     share = counts / np.maximum(totals, 1)  # rows normalised: each true class sums to 1
     ax = figure.subplots()
@@ -320,7 +332,7 @@ def _draw_confusion(figure: Any, run: EvalRun, title: str | None) -> Picture:
     bar.outline.set_visible(False)
     _confusion_axes(ax, names)
     cells = _cell_texts(ax, image, counts, share) if len(names) <= MAX_CELL_TEXTS else []
-    ax.set_title(_confusion_title(run) if title is None else title, pad=10)
+    ax.set_title(_confusion_title(run) if title is None else title, pad=10, **PLAIN)
     return Picture(figure, "confusion", cells=cells)
 
 
@@ -329,9 +341,9 @@ def _confusion_axes(ax: Any, names: Sequence[str]) -> None:
 
     k = len(names)
     long_names = max(len(n) for n in names) > 3
-    ax.set_xticks(range(k), labels=names, rotation=40 if long_names else 0,
+    ax.set_xticks(range(k), labels=names, rotation=40 if long_names else 0, **PLAIN,
                   ha="right" if long_names else "center", rotation_mode="anchor")  # fmt: skip
-    ax.set_yticks(range(k), labels=names)
+    ax.set_yticks(range(k), labels=names, **PLAIN)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_xticks(np.arange(k + 1) - 0.5, minor=True)
@@ -383,12 +395,37 @@ def _confusion_title(run: EvalRun) -> str:
 # Writing
 
 
-def save(figure: Any, out: Path, fmt: str, dpi: int, *, overwrite: bool) -> None:
-    """Render the figure in memory, then write it atomically (artifact.write)."""
+def draw(figure: Any, fmt: str, dpi: int) -> bytes:
+    """The figure rendered in memory as a file in `fmt`."""
     buffer = io.BytesIO()
     with _style():
         figure.savefig(buffer, format=fmt, dpi=dpi, metadata=_metadata(fmt))
-    artifact.write(buffer.getvalue(), out, overwrite=overwrite, what=f"a {fmt} picture")
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _warnings_as_log() -> Iterator[None]:
+    """matplotlib's warnings as one plain line each, not Python's warning with source paths;
+    glyphs the font lacks (CJK, emoji in a --title or --label) are named in one line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    missing, fonts, others = [], "", []
+    for warning in caught:
+        text = str(warning.message)
+        glyph = _MISSING_GLYPH.match(text)
+        if glyph:
+            char, fonts = chr(int(glyph[1])), glyph[2]
+            missing += [char] if char not in missing else []
+        elif text not in others:
+            others.append(text)
+    if missing:
+        log.warning(
+            f"the font ({fonts}) has no glyph for {' '.join(missing)}: they are drawn as boxes "
+            "(set font.family in a matplotlibrc to a font that has them)"
+        )
+    for text in others:
+        log.warning(f"matplotlib: {text}")
 
 
 def _metadata(fmt: str) -> dict[str, Any]:

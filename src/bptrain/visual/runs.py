@@ -16,6 +16,10 @@ from ..run import checkpoint
 MAX_JSONL_BYTES = 64 * 2**20  # a training log is kilobytes; this is not one
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 SERIES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+# No loss, accuracy or learning rate a run prints comes near this (float32 ends at 3.4e38);
+# values far larger break the axes' arithmetic (1e308 overflows matplotlib's tick steps).
+MAX_VALUE = 1e100
+MAX_COUNT = 2**53  # a count past this is not a test set (and is no longer exact as a float)
 DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
 
@@ -92,9 +96,12 @@ def _from_checkpoint(path: Path) -> TrainingRun:
     info = ckpt.info
     metrics = ckpt.metrics
     accuracy = metrics.get("test_accuracy") if ckpt.complete else None
+    history = [r for r in ckpt.history if is_number(r.get("epoch"))]
+    for record in history:
+        _check_series(f"{path} (epoch {record['epoch']})", record)
     return TrainingRun(
         source=str(path),
-        history=[r for r in ckpt.history if is_number(r.get("epoch"))],
+        history=history,
         name=info.name or path.stem,
         facts=[DATASET_NAMES.get(info.dataset, info.dataset), f"seed {info.seed}"],
         test_accuracy=accuracy if is_number(accuracy) else None,
@@ -114,6 +121,7 @@ def _from_jsonl(name: str, data: bytes) -> TrainingRun | EvalRun:
                 "| bptrain plot - --out cm.png",
             )
         line, record = evals[0]
+        _not_beside_epochs(name, line, lines)
         return EvalRun(source=name, record=_checked_eval(name, line, record), line=line)
     epochs = [(n, r) for n, r in lines if r.get("event") == "epoch"]
     if not epochs:
@@ -122,6 +130,18 @@ def _from_jsonl(name: str, data: bytes) -> TrainingRun | EvalRun:
             hint="give the JSON Lines that bptrain train or bptrain eval printed, or a checkpoint",
         )
     return _training_from_jsonl(name, epochs, [r for _, r in lines if r.get("event") == "summary"])
+
+
+def _not_beside_epochs(name: str, line: int, lines: list[tuple[int, dict[str, Any]]]) -> None:
+    """An eval record and a training run's epochs in one file: refused, as two files are."""
+    epochs = [n for n, r in lines if r.get("event") == "epoch"]
+    if epochs:
+        raise ConfigError(
+            f"{name} holds an eval record (line {line}) and a training run's epoch records "
+            f"(line {epochs[0]} on): a picture is either learning curves or one confusion matrix",
+            hint="put each command's JSON Lines in a file of its own, and plot each one to its "
+            "own --out",
+        )
 
 
 def _json_lines(name: str, data: bytes) -> list[tuple[int, dict[str, Any]]]:
@@ -157,6 +177,13 @@ def _json_record(name: str, number: int, line: str) -> dict[str, Any]:
             hint="each line must be one JSON record as bptrain prints them on stdout; "
             "were its logs (stderr) sent into the file too?",
         ) from None
+    except ValueError:  # Python reads no integer of over 4300 digits
+        raise DataError(f"{name}:{number}: not a JSON record (a number too long to read)") from None
+    except RecursionError:
+        raise DataError(
+            f"{name}:{number}: nested too deeply to be a record bptrain printed",
+            hint="give the JSON Lines that bptrain train or bptrain eval printed",
+        ) from None
     if not isinstance(value, dict):
         raise DataError(f"{name}:{number}: a JSON {type(value).__name__}, not a record")
     return value
@@ -176,9 +203,7 @@ def _training_from_jsonl(
                 "the file holds more than one run",
                 hint="put each run's JSON Lines in a file of its own",
             )
-        for key in SERIES:
-            if record.get(key) is not None and not is_number(record[key]):
-                raise DataError(f"{name}:{number}: {key} must be a number, got {record[key]!r}")
+        _check_series(f"{name}:{number}", record)
         history.append(record)
     summary = summaries[-1] if summaries else {}
     facts = [f"seed {summary['seed']}"] if is_number(summary.get("seed")) else []
@@ -189,6 +214,21 @@ def _training_from_jsonl(
         source=name, history=history, name=Path(name).name, facts=facts,
         test_accuracy=accuracy if is_number(accuracy) else None,
     )  # fmt: skip
+
+
+def _check_series(where: str, record: dict[str, Any]) -> None:
+    """Each series value of an epoch record is a number (or null) that an axis can show."""
+    for key in SERIES:
+        value = record.get(key)
+        if value is not None and not is_number(value):
+            raise DataError(f"{where}: {key} must be a number, got {value!r}")
+        # An infinity (JSON's 1e999) is left out like a null; a finite giant is refused.
+        if value is not None and abs(value) > MAX_VALUE and not _infinite(value):
+            raise DataError(
+                f"{where}: {key} = {_shown(value)} is beyond what a plot shows (|value| over "
+                f"{MAX_VALUE:.0e}); no run bptrain trains prints such a value",
+                hint="check what wrote this file; bptrain writes null for a value that overflowed",
+            )
 
 
 def _checked_eval(name: str, line: int, record: dict[str, Any]) -> dict[str, Any]:
@@ -206,7 +246,26 @@ def _checked_eval(name: str, line: int, record: dict[str, Any]) -> dict[str, Any
         raise DataError(f"{where}: confusion_matrix is not {k}x{k} (one row per class name)")
     if not all(is_count(c) for row in matrix for c in row):
         raise DataError(f"{where}: confusion_matrix holds something other than counts")
+    biggest = max(c for row in matrix for c in row)
+    if biggest > MAX_COUNT:
+        raise DataError(
+            f"{where}: confusion_matrix holds the count {_shown(biggest)}, more than any test set "
+            f"(counts over {MAX_COUNT:,} are not drawn)"
+        )
     return record
+
+
+def _infinite(value: float) -> bool:
+    return isinstance(value, float) and math.isinf(value)
+
+
+def _shown(value: float) -> str:
+    """A number as %.4g, also an integer too large for a float (1e+400)."""
+    try:
+        return f"{float(value):.4g}"
+    except OverflowError:
+        digits = str(abs(value))
+        return f"{'-' if value < 0 else ''}{digits[0]}e+{len(digits) - 1}"
 
 
 def is_number(value: Any) -> bool:

@@ -218,7 +218,24 @@ def seed_graph(name: str, settings: Sequence[str] = ()) -> Graph:
         if not sep or key not in values:
             raise ConfigError(_unknown_input(name, key if sep else text, values))
         values[key] = _parse_number(key, raw)
-    return example.build(values)
+    graph = example.build(values)
+    _check_finite(name, settings, graph.values)
+    return graph
+
+
+def _check_finite(name: str, settings: Sequence[str], values: dict, where: str = "") -> None:
+    """Every number the example computed is finite: float64 ends at 1.8e308, and --set can
+    ask for more (apple.price=1e308 × 10 apples)."""
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else key
+        if isinstance(value, dict):
+            _check_finite(name, settings, value, path)
+        elif not math.isfinite(value):
+            raise ConfigError(
+                f"{name} with {' '.join(settings)}: {path} is {value} (float64 holds numbers up "
+                f"to 1.8e308)",
+                path="--set", hint="use smaller inputs",
+            )  # fmt: skip
 
 
 def _unknown_input(example: str, key: str, values: dict[str, float]) -> str:

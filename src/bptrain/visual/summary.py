@@ -1,5 +1,8 @@
 """`bptrain summary`: the Keras-style model summary, built from the network alone (no data).
 
+Everything is computed here from the network's public parts (its layers, their params and
+buffers, the shapes it inferred); `layer_rows` also serves the graph and the serve page.
+
 Parameter memory is the trained arrays' size. Activation memory per sample is measured, not
 estimated: a forward pass in training mode on a small random batch, then the bytes of every
 array the layers keep for their backward (inputs, masks, im2col buffers, softmax outputs),
@@ -19,6 +22,24 @@ from ..engine.network import Network
 PROBE_BATCHES = (2, 4)  # the memory kept is linear in the batch: two sizes give its slope
 
 
+def layer_rows(network: Network) -> list[dict[str, Any]]:
+    """One row per layer, in configured order: index, type, output shape, parameter count.
+
+    `params` counts trained numbers, `buffers` the kept non-trained ones (BatchNorm's running
+    statistics); both are saved in checkpoints.
+    """
+    return [
+        {
+            "index": i,
+            "type": layer.name,
+            "output_shape": list(shape),
+            "params": sum(p.size for p in layer.params.values()),
+            "buffers": sum(b.size for b in layer.buffers.values()),
+        }
+        for i, (layer, shape) in enumerate(zip(network.layers, network.shapes, strict=True))
+    ]
+
+
 def summarize(network: Network, *, name: str, dataset: str, batch_size: int) -> dict[str, Any]:
     """The summary record: rows per layer, totals, memory (bytes)."""
     kept = _kept_per_sample(network)
@@ -32,9 +53,9 @@ def summarize(network: Network, *, name: str, dataset: str, batch_size: int) -> 
             "buffers": row["buffers"],
             "activation_bytes_per_sample": kept[row["index"]],
         }
-        for row in network.summary()
+        for row in layer_rows(network)
     ]
-    itemsize = network.dtype.itemsize
+    params = sum(row["params"] for row in rows)
     per_sample = sum(kept.values())
     return {
         "event": "model",
@@ -43,10 +64,10 @@ def summarize(network: Network, *, name: str, dataset: str, batch_size: int) -> 
         "input_shape": list(network.input_shape),
         "loss": network.loss_layer.name,
         "layers": rows,
-        "params": network.num_params,
-        "buffers": sum(b.size for b in network.buffers.values()),
+        "params": params,
+        "buffers": sum(row["buffers"] for row in rows),
         "dtype": str(network.dtype),
-        "param_bytes": network.num_params * itemsize,
+        "param_bytes": params * network.dtype.itemsize,
         "activation_bytes_per_sample": per_sample,
         "batch_size": batch_size,
         "activation_bytes_per_batch": per_sample * batch_size,

@@ -301,11 +301,19 @@
     const name = state.model ? state.model.class_names[d.class] : String(d.class);
     $("grad-class").textContent = `for class ${name}${state.target === null ? " (the predicted one)" : ""}`;
     $("more-of").textContent = `‘${name}’`;
-    $("loss").replaceChildren(`loss −log p(${name}) = ${d.loss < 1e-3 ? sci(d.loss) : d.loss.toFixed(4)}`,
-      el("br"), `‖∂L/∂x‖ = ${sci(d.input_gradient.norm)}`);
+    $("loss").replaceChildren(...lossLines(d, name), `‖∂L/∂x‖ = ${sci(d.input_gradient.norm)}`);
     showNorms(d);
     showLayers(d.layers);
     status(record.input === "drawing" ? "" : `${record.input}: read as bptrain predict reads it`);
+  }
+
+  // The loss is −log p only without label smoothing; with it the page says so and shows −log p
+  // beside it (a 95.8% sure "4" has −log p = 0.043 but a smoothed loss of 0.55).
+  function lossLines(d, name) {
+    const number = (v) => (v === null || v === undefined ? "–" : v < 1e-3 ? sci(v) : v.toFixed(4));
+    const nll = `−log p(${name}) = ${number(d.neg_log_p)}`;
+    if (!d.label_smoothing) return [`loss ${nll}`, el("br")];
+    return [`loss (label smoothing ${d.label_smoothing}) = ${number(d.loss)}`, el("br"), nll, el("br")];
   }
 
   function showEmpty() {
