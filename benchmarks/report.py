@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the other benchmarks' modules
 
-from common import RESULTS, ROOT  # noqa: E402
+from common import RESULTS, ROOT
 
 DOCS = ROOT / "docs"
 
@@ -95,7 +95,8 @@ def mpi_section(folder: Path = RESULTS) -> str:
             f"{row['mpi_1_rank']['epoch_seconds']:.2f} s | "
             f"{row['mpi_2_ranks']['epoch_seconds']:.2f} s | "
             f"{row['mpi_2_ranks']['allreduce_share']:.1%} | "
-            f"{row['speedup_2_ranks_vs_1_rank']:.2f}x / {row['speedup_2_ranks_vs_2_threads']:.2f}x |"
+            f"{row['speedup_2_ranks_vs_1_rank']:.2f}x / "
+            f"{row['speedup_2_ranks_vs_2_threads']:.2f}x |"
         )
     lines.append("")
     lines.append(
