@@ -30,6 +30,9 @@ class Entry:
     data: bool = False
     slow: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    # (command, option): run only once `bptrain COMMAND --help` lists OPTION; for options that
+    # other changes of this session add (the test skips, saying so, until they are merged)
+    option: tuple[str, str] | None = None
 
 
 def _data(run: str, **kw) -> Entry:
@@ -158,6 +161,7 @@ TABLE: dict[str, Entry] = {
         "find photos -name '*.png' -print0 | bptrain predict runs/cnn.npz -0 --files-from -",
         needs=("runs/cnn.npz", "photos"),
         out="jsonl:prediction",
+        option=("predict", "--null"),
     ),
     "cat digit.png | bptrain predict runs/cnn.npz -": _data(
         "cat digit.png | bptrain predict runs/cnn.npz -",

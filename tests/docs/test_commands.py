@@ -81,6 +81,10 @@ def test_doc_command(command, entry, tmp_path, store):
         pytest.skip(entry.skip)
     if (entry.data or entry.needs) and not HAS_DATA:
         pytest.skip(f"needs the shared MNIST copy at {SHARED_DATA / 'mnist'}")
+    if entry.option:
+        command_name, option = entry.option
+        if option not in shell(f"bptrain {command_name} --help", tmp_path).stdout:
+            pytest.skip(f"bptrain {command_name} has no {option} yet")
     repo = new_folder(tmp_path)
     provide(entry.needs, repo, store)
     result = shell(entry.run or command, repo)
