@@ -33,6 +33,10 @@ class Entry:
     # (command, option): run only once `bptrain COMMAND --help` lists OPTION; for options that
     # other changes of this session add (the test skips, saying so, until they are merged)
     option: tuple[str, str] | None = None
+    # "self": the command is a server: started, its URL awaited on stderr, stopped with Ctrl-C
+    # (then `exit` is 130). "client": the command talks to `bptrain serve runs/cnn.npz --port 0`,
+    # started for it, at the address the page's examples call 127.0.0.1:8000.
+    server: str | None = None
 
 
 def _data(run: str, **kw) -> Entry:
@@ -42,7 +46,15 @@ def _data(run: str, **kw) -> Entry:
 NEEDS_MACHINES = "needs other machines (MPI hosts)"
 SLURM = "part of the Slurm job script; needs Slurm and NFS"
 POSTGRES = "needs a PostgreSQL server"
-SERVER = "needs a running `bptrain serve` (tests/serve/ run the page and its API on loopback)"
+
+
+def _client(**kw) -> Entry:
+    return Entry(needs=("runs/cnn.npz", "digit.png"), server="client", data=True, slow=True, **kw)
+
+
+def _server(run: str) -> Entry:
+    return Entry(run=run, needs=("runs/cnn.npz",), server="self", exit=130, data=True, slow=True)
+
 
 TABLE: dict[str, Entry] = {
     # --- README.md -------------------------------------------------------------------------
@@ -266,15 +278,17 @@ TABLE: dict[str, Entry] = {
     "bptrain train cnn --epochs 2": _data(
         f"bptrain train cnn --epochs 2 {DATA} --set data.limit_train=300", out="jsonl:summary"
     ),
-    "bptrain serve runs/cnn.npz --port 0": Entry(skip=SERVER),
-    "bptrain serve runs/cnn.npz --host 0.0.0.0": Entry(skip=SERVER),
+    "bptrain serve runs/cnn.npz --port 0": _server("bptrain serve runs/cnn.npz --port 0"),
+    "bptrain serve runs/cnn.npz --host 0.0.0.0": _server(
+        "bptrain serve runs/cnn.npz --host 0.0.0.0 --port 0"  # a free port, not 8000
+    ),
     "curl -s --data-binary @digit.png -H 'Content-Type: image/png' "
-    "http://127.0.0.1:8000/api/predict": Entry(skip=SERVER),
+    "http://127.0.0.1:8000/api/predict": _client(out="jsonl:prediction"),
     "curl -s --data-binary @digit.png -H 'Content-Type: image/png' "
-    "'http://127.0.0.1:8000/api/predict?details=1&class=3'": Entry(skip=SERVER),
+    "'http://127.0.0.1:8000/api/predict?details=1&class=3'": _client(out="jsonl:prediction"),
     "curl -s -H 'Content-Type: application/json' -d '{\"image\": "
-    '"data:image/png;base64,iVBO..."}\' http://127.0.0.1:8000/api/predict': Entry(skip=SERVER),
-    "curl -s http://127.0.0.1:8000/api/model": Entry(skip=SERVER),
+    '"data:image/png;base64,iVBO..."}\' http://127.0.0.1:8000/api/predict': _client(out="json"),
+    "curl -s http://127.0.0.1:8000/api/model": _client(out="jsonl:model"),
     # --- docs/scale.md ---------------------------------------------------------------------
     "bptrain sweep examples/sweep-mlp.yaml --workers 2 --data-dir ../shared/data/mnist "
     "--offline": _data(

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import queue
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +154,52 @@ def provide(names: tuple[str, ...], repo: Path, store: Path) -> None:
             shutil.copytree(made, target, dirs_exist_ok=True)
         else:
             shutil.copy2(made, target)
+
+
+URL = re.compile(r"http://[\w.\[\]:]+/")
+
+
+def start_server(command: str, repo: Path, timeout: float = 120) -> tuple[subprocess.Popen, str]:
+    """Start a `bptrain serve` command; return it and the URL it announces on stderr."""
+    process = subprocess.Popen(
+        ["bash", "-c", f"exec {command}"], cwd=repo, env=env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in process.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    process.reader = reader  # type: ignore[attr-defined]  # joined by stop_server
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        if line is None:
+            break
+        seen.append(line)
+        found = URL.search(line)
+        if found:
+            return process, found.group(0)
+    stop_server(process)
+    raise AssertionError(f"{command} announced no URL:\n{''.join(seen)}")
+
+
+def stop_server(process: subprocess.Popen) -> int:
+    """Ctrl-C, as a user stops it; its exit code."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.reader.join(timeout=10)  # type: ignore[attr-defined]
+        process.stderr.close()

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # contract, sandbox
 
 from contract import TABLE, Entry
 from doc_commands import doc_commands, python_snippets
-from sandbox import SHARED_DATA, new_folder, provide, shell
+from sandbox import ROOT, SHARED_DATA, new_folder, provide, shell, start_server, stop_server
 
 ALL = sorted({c for commands in doc_commands().values() for c in commands})
 HAS_DATA = (SHARED_DATA / "mnist").is_dir()
@@ -87,16 +87,52 @@ def test_doc_command(command, entry, tmp_path, store):
             pytest.skip(f"bptrain {command_name} has no {option} yet")
     repo = new_folder(tmp_path)
     provide(entry.needs, repo, store)
-    result = shell(entry.run or command, repo)
+    if entry.server == "self":
+        process, url = start_server(entry.run or command, repo)
+        assert url.startswith("http://")
+        assert stop_server(process) == entry.exit
+        return
+    server = None
+    run = entry.run or command
+    if entry.server == "client":
+        server, url = start_server("bptrain serve runs/cnn.npz --port 0", repo)
+        run = run.replace("http://127.0.0.1:8000/", url)
+    try:
+        result = shell(run, repo)
+    finally:
+        if server is not None:
+            stop_server(server)
     assert result.returncode == entry.exit, result.stderr[-2000:]
     _check_stdout(entry.out, result.stdout)
     for name in entry.files:
         assert (repo / name).exists(), name
 
 
-@pytest.mark.parametrize(("page", "code"), python_snippets())
+SNIPPETS = python_snippets()
+OPTUNA = [(page, code) for page, code in SNIPPETS if "import optuna" in code]
+
+
+@pytest.mark.parametrize(("page", "code"), [s for s in SNIPPETS if s not in OPTUNA])
 def test_python_snippets_run(page, code, tmp_path):
     result = shell(f"python - <<'SNIPPET'\n{code}SNIPPET", tmp_path)
-    if "import optuna" in code:  # the study of a Slurm sweep on NFS: its journal is not here
-        pytest.skip("reads a study on /nfs (needs pandas too, as the page says)")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("page", "code"), OPTUNA)
+def test_the_optuna_snippet_reads_a_study_and_needs_pandas(page, code, tmp_path, store):
+    """F17: the page says trials_dataframe() needs pandas, which bptrain does not install."""
+    if not HAS_DATA:
+        pytest.skip(f"needs the shared MNIST copy at {SHARED_DATA / 'mnist'}")
+    repo = new_folder(tmp_path)
+    provide(("runs/sweep-mlp",), repo, store)
+    assert '"/nfs/sweeps/mlp.journal"' in code and 'study_name="mlp-v1"' in code
+    local = code.replace("/nfs/sweeps/mlp.journal", "runs/sweep-mlp/journal.log")
+    local = local.replace('study_name="mlp-v1"', 'study_name="sweep-mlp"')
+    result = shell(f"python - <<'SNIPPET'\n{local}SNIPPET", repo)
+    has_pandas = shell("python -c 'import pandas'", repo).returncode == 0
+    if has_pandas:
+        assert result.returncode == 0 and "params_optimizer.lr" in result.stdout, result.stderr
+    else:
+        assert result.returncode != 0 and "pandas" in result.stderr, result.stderr
+        assert "needs pandas" in (ROOT / page).read_text()
