@@ -1,4 +1,5 @@
-"""bptrain.predict.images: real files of every format, bad inputs, preprocessing, folders."""
+"""bptrain.predict: real files of every format (decode), bad inputs, folders (read),
+preprocessing, class folders."""
 
 from __future__ import annotations
 
@@ -13,16 +14,10 @@ import pytest
 from PIL import Image
 
 from bptrain.errors import ConfigError, DataError, ExitCode
-from bptrain.predict.images import (
-    InputError,
-    Item,
-    class_folders,
-    preprocess,
-    preprocess_many,
-    read_bytes,
-    read_inputs,
-    save_image,
-)
+from bptrain.predict.decode import InputError, Item, read_bytes
+from bptrain.predict.folders import class_folders
+from bptrain.predict.preprocess import png_bytes, preprocess, preprocess_many
+from bptrain.predict.read import read_inputs
 from data_helpers import idx_bytes
 from image_helpers import (
     centre_of_mass,
@@ -470,7 +465,7 @@ def test_preprocess_many_passes_errors_through(tmp_path, paper):
 
 def test_save_image_round_trips_through_png(tmp_path):
     digit = mnist_like("7")
-    save_image(digit, tmp_path / "seen.png")
+    (tmp_path / "seen.png").write_bytes(png_bytes(digit))
     np.testing.assert_allclose(read_one(tmp_path / "seen.png").pixels, digit, atol=0.5 / 255)
 
 

@@ -1,0 +1,61 @@
+"""`predict --save-preprocessed DIR`: the image the network saw, as a PNG a person can look at.
+
+Files are named NNNNN-STEM.png (NNNNN counts the images, since names may repeat), and written by
+files.py like every file bptrain writes: atomically, never over a FIFO or device. Before any
+work the folder is made if needed and proved writable, and a folder that already holds such
+images is refused without --overwrite (a run's images are never mixed into, or over, another's).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..console import shown_name
+from ..errors import DestinationError
+from ..files import check_folder, kind_of, write_bytes
+from .decode import Item
+from .preprocess import png_bytes
+
+LABEL = "--save-preprocessed"
+_SAVED_NAME = re.compile(r"[0-9]{5,}-.*\.png", re.DOTALL)  # what save() names its files
+
+
+class PreprocessedFolder:
+    """Where the preprocessed images of one run go; checked when made, before any work."""
+
+    def __init__(self, folder: Path, *, overwrite: bool) -> None:
+        self.folder, self.overwrite = Path(folder), overwrite
+        kind = kind_of(self.folder)
+        if kind is not None and not self.folder.is_dir():  # a symlink to a folder will do
+            raise DestinationError(
+                f"{LABEL} {self.folder} is {kind}, not a folder",
+                hint=f"give {LABEL} a folder (it is made if it does not exist)",
+            )
+        check_folder(self.folder, label=LABEL)
+        if not overwrite:
+            self._refuse_earlier_images()
+
+    def save(self, number: int, item: Item, pixels: np.ndarray) -> Path:
+        """Write one image (a DestinationError, exit 4, if it cannot be written)."""
+        stem = Path(item.input).stem if item.input != "-" else "stdin"
+        suffix = "" if item.index is None else f"-{item.index}"
+        path = self.folder / f"{number:05d}-{stem}{suffix}.png"
+        write_bytes(path, png_bytes(pixels), overwrite=self.overwrite, label=LABEL)
+        return path
+
+    def _refuse_earlier_images(self) -> None:
+        try:
+            names = sorted(n for n in os.listdir(self.folder) if _SAVED_NAME.fullmatch(n))
+        except OSError as error:
+            raise DestinationError(f"cannot list {LABEL} {self.folder}: {error.strerror}") from None
+        if names:
+            more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+            raise DestinationError(
+                f"{LABEL} {self.folder} already holds preprocessed images "
+                f"({shown_name(names[0])}{more})",
+                hint="pass --overwrite to replace them, or choose an empty or new folder",
+            )
