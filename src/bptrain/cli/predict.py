@@ -32,7 +32,7 @@ from .options import EXIT_CODES, common_options, preprocess_option, threads_opti
 )
 @click.option(
     "--save-preprocessed",
-    type=click.Path(file_okay=False),
+    type=click.Path(),  # not file_okay=False: a file in the way is exit 4, as for every --out
     default=None,
     metavar="DIR",
     help="Write the 28x28 image the network saw for each input (why was it misread?) as "

@@ -174,7 +174,10 @@ def _as_stack(shape: tuple[int, ...], name: str, what: str) -> tuple[tuple[int, 
         return tuple(shape), True
     if len(shape) == 4 and shape[1] == 1:
         return (shape[0], shape[2], shape[3], 1), True
-    raise InputError(name, f"{what} of shape {tuple(shape)}; images need {ARRAY_SHAPES}")
+    hint = ""
+    if len(shape) == 4 and shape[1] <= MAX_CHANNELS:
+        hint = " (channels first? move them last: numpy.moveaxis(array, 1, -1))"
+    raise InputError(name, f"{what} of shape {tuple(shape)}; images need {ARRAY_SHAPES}{hint}")
 
 
 def _arranged(array: np.ndarray) -> np.ndarray:

@@ -107,10 +107,9 @@ def _list_images(folder: Path, recursive: bool) -> tuple[list[Path], list[InputE
     files, known = [], suffixes()
     for root, dirs, names in os.walk(folder, onerror=failed):  # symlinked folders not followed
         dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
-        found = [Path(root, n) for n in names if _is_image_name(n, known)]
-        files += [path for path in found if _is_readable_kind(path)]
+        files += [Path(root, n) for n in names if _is_image_name(n, known)]
     files.sort(key=lambda path: path.relative_to(folder).parts)
-    return files, errors
+    return [path for path in files if _is_readable_kind(path)], errors
 
 
 def _is_image_name(name: str, known: frozenset[str]) -> bool:
