@@ -8,6 +8,8 @@ network's predict returns scores, as in the seed).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -157,12 +159,13 @@ def predict(
 
     items = read_inputs(request.inputs, recursive=request.recursive, stdin=stdin)
     done = 0
-    for batch in batches(prepared(items, style, size, failure), request.batch_size):
-        for one, p in zip(batch, probabilities(model, batch), strict=True):
-            if folder is not None:
-                folder.save(done, one.item, one.x)
-            emit(record(one.item, p, names, request.top_k))
-            done += 1
+    with folder if folder is not None else contextlib.nullcontext():
+        for batch in batches(prepared(items, style, size, failure), request.batch_size):
+            # With --save-preprocessed, a record follows its image onto the disk.
+            written = folder.save_batch(done, batch) if folder else itertools.repeat(None)
+            for one, p, _ in zip(batch, probabilities(model, batch), written):
+                emit(record(one.item, p, names, request.top_k))
+                done += 1
     log.info(f"predicted {done} images with {style} preprocessing ({len(failed)} failed)")
     if failed:
         raise InputsFailed(f"{len(failed)} of {done + len(failed)} inputs could not be read")
