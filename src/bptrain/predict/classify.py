@@ -162,8 +162,8 @@ def predict(
     with folder if folder is not None else contextlib.nullcontext():
         for batch in batches(prepared(items, style, size, failure), request.batch_size):
             # With --save-preprocessed, a record follows its image onto the disk.
-            written = folder.save_batch(done, batch) if folder else itertools.repeat(None)
-            for one, p, _ in zip(batch, probabilities(model, batch), written):
+            written = folder.save_batch(done, batch) if folder else itertools.repeat(0, len(batch))
+            for one, p, _ in zip(batch, probabilities(model, batch), written, strict=True):
                 emit(record(one.item, p, names, request.top_k))
                 done += 1
     log.info(f"predicted {done} images with {style} preprocessing ({len(failed)} failed)")

@@ -12,8 +12,8 @@ Arrays (.npy, IDX) follow one rule for their axes, so that an RGB photo is never
   1 grey, 2 grey + alpha, 3 RGB, 4 RGBA. (H, W, C) is one image, (N, H, W, C) a stack of N;
 - otherwise (N, H, W) is a stack of N grey images, and so is (N, 1, H, W) (PyTorch's layout).
 So (N, 28, 3) is one colour image N pixels high (no one predicts images 3 pixels wide), and
-(3, 28, 28) is three grey images. Colour with its channels first, (3, H, W) or (N, 3, H, W), is
-not told apart from a stack: move the channels last (numpy.moveaxis(a, -3, -1)).
+(3, 28, 28) is three grey images: one colour image with its channels first, (3, H, W), cannot be
+told from a stack, and (N, 3, H, W) is refused with the fix (numpy.moveaxis(a, 1, -1)).
 Colour becomes grey by ITU-R 601 luma, as for image files (OpenCV's BGR order gives a slightly
 different grey for coloured ink, which the preprocessing does not mind); alpha is composited
 over a background that contrasts with the ink, as for a PNG drawn on a transparent canvas.
