@@ -39,7 +39,7 @@ def stroke_digit(shape: str = "7", side: int = 100, width: int = 10) -> np.ndarr
 
 def mnist_like(shape: str = "7") -> np.ndarray:
     """A stroke digit fitted into 20x20 inside 28x28, its centre of mass on pixel (14, 14)."""
-    from bptrain.predict.images import preprocess
+    from bptrain.predict.preprocess import preprocess
 
     return preprocess(stroke_digit(shape), "digits")
 

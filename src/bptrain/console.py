@@ -1,7 +1,19 @@
-"""Output: records on stdout, logs and progress on stderr, and errors turned into exit codes.
+r"""Output: records on stdout, logs and progress on stderr, and errors turned into exit codes.
 
 The only module that writes to stdout or stderr. stdout carries JSON Lines results and nothing
 else; logs go through one logging channel (the "bptrain" logger) whose verbosity -q/-v set.
+
+Names from outside (file names above all) may hold any character but "/" and NUL. Two rules
+keep them harmless, applied here and nowhere else:
+- stderr: every line bptrain writes has its control characters (C0 but newline and tab, DEL,
+  C1, and the bidirectional controls that reorder what a terminal shows) written as \xNN or
+  \uNNNN, so a file named `x<ESC>]0;pwned<BEL>.png` shows as `x\x1b]0;pwned\x07.png` and can
+  neither retitle nor clear a terminal. `shown_name` escapes newlines too, for a name put
+  inside one line, so one input keeps one `Error:` line.
+- stderr and JSON records: a byte that is not UTF-8 (Python holds it as a lone surrogate,
+  U+DC80..U+DCFF, by surrogateescape) is written as the four characters \xNN. A Latin-1
+  `café.png` is "caf\\xe9.png" in a record: valid UTF-8 and valid JSON that strict parsers
+  accept (a lone surrogate is neither), readable, and the same text on stderr.
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ import errno
 import json
 import logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -63,6 +76,44 @@ def session() -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Names from outside, made safe to show (the module's docstring has the rules)
+
+
+def _escapes(codes: list[int]) -> dict[int, str]:
+    return {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in codes}
+
+
+_CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0), *range(0x202A, 0x202F), 0x2066, 0x2067]
+_CONTROLS += [0x2068, 0x2069, 0x200E, 0x200F, 0x061C]
+_NOT_UTF8 = {c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)}  # surrogateescape
+_SURROGATES = _escapes([c for c in range(0xD800, 0xE000) if not 0xDC80 <= c < 0xDD00])
+_SURROGATES |= _NOT_UTF8
+_IN_LINES = _escapes([c for c in _CONTROLS if c not in (0x0A, 0x09)]) | _SURROGATES
+_IN_NAMES = _escapes(_CONTROLS) | _SURROGATES
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def shown_name(name: object) -> str:
+    """A name (a path) as it may be shown inside a line: every control character escaped."""
+    return str(name).translate(_IN_NAMES)
+
+
+def _shown_lines(text: str) -> str:
+    return text.translate(_IN_LINES)
+
+
+def _valid_unicode(value: Any) -> Any:
+    """Plain data with every lone surrogate of its strings written out (see the docstring)."""
+    if isinstance(value, str):
+        return value.translate(_SURROGATES) if _SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {_valid_unicode(k): _valid_unicode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_valid_unicode(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
 # stderr: one channel, and a closed stderr is not an error (it only carries logs)
 
 
@@ -75,7 +126,7 @@ class _Stderr:
         if not self.alive:
             return
         try:
-            sys.stderr.write(text)
+            sys.stderr.write(_shown_lines(text))
             sys.stderr.flush()
         except (OSError, ValueError):
             self.alive = False
@@ -119,8 +170,12 @@ def stderr_text(text: str) -> None:
 
 
 def emit(record: dict[str, Any]) -> None:
-    """Write one JSON Lines record to stdout (never NaN/Infinity) and flush it."""
-    write_stdout(json.dumps(finite_or_null(record), allow_nan=False) + "\n")
+    """Write one JSON Lines record to stdout (never NaN/Infinity, never a lone surrogate, which
+    strict parsers refuse) and flush it."""
+    line = json.dumps(finite_or_null(record), allow_nan=False)
+    if "\\ud" in line:  # ASCII-only JSON: a surrogate can only be there as an escape
+        line = json.dumps(_valid_unicode(finite_or_null(record)), allow_nan=False)
+    write_stdout(line + "\n")
 
 
 def write_stdout(text: str | bytes) -> None:

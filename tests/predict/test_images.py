@@ -1,4 +1,5 @@
-"""bptrain.predict.images: real files of every format, bad inputs, preprocessing, folders."""
+"""bptrain.predict: real files of every format (decode), bad inputs, folders (read),
+preprocessing, class folders."""
 
 from __future__ import annotations
 
@@ -13,16 +14,10 @@ import pytest
 from PIL import Image
 
 from bptrain.errors import ConfigError, DataError, ExitCode
-from bptrain.predict.images import (
-    InputError,
-    Item,
-    class_folders,
-    preprocess,
-    preprocess_many,
-    read_bytes,
-    read_inputs,
-    save_image,
-)
+from bptrain.predict.decode import InputError, Item, read_bytes
+from bptrain.predict.folders import class_folders
+from bptrain.predict.preprocess import png_bytes, preprocess, preprocess_many
+from bptrain.predict.read import paths_from_list, read_inputs
 from data_helpers import idx_bytes
 from image_helpers import (
     centre_of_mass,
@@ -224,6 +219,63 @@ def test_a_plain_pickle_is_no_image(tmp_path):
 def test_npy_arrays_that_are_no_images_are_refused(tmp_path, array, words):
     np.save(tmp_path / "bad.npy", array)
     assert words in read_error([str(tmp_path / "bad.npy")]).reason
+
+
+@pytest.mark.parametrize(
+    ("shape", "indices", "image"),
+    [
+        ((5, 6), [None], (5, 6)),
+        ((5, 6, 3), [None], (5, 6)),  # RGB: one image, never 5 slivers 6x3
+        ((5, 6, 4), [None], (5, 6)),
+        ((5, 6, 2), [None], (5, 6)),
+        ((5, 6, 1), [None], (5, 6)),
+        ((28, 3, 3), [None], (28, 3)),  # (N, 28, 3) is one image N pixels high
+        ((2, 5, 6), [0, 1], (5, 6)),
+        ((3, 5, 6), [0, 1, 2], (5, 6)),  # channels first: three images (see decode.py)
+        ((2, 5, 6, 3), [0, 1], (5, 6)),
+        ((2, 1, 5, 6), [0, 1], (5, 6)),
+    ],
+)
+def test_npy_axes_follow_one_rule(tmp_path, shape, indices, image):
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).integers(0, 256, shape, np.uint8))
+    items = list(read_inputs([str(tmp_path / "a.npy")]))
+    assert [item.index for item in items] == indices
+    assert all(item.pixels.shape == image and item.pixels.dtype == np.float32 for item in items)
+
+
+def test_colour_becomes_luma_and_alpha_goes_over_a_contrasting_background(tmp_path):
+    colours = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [90, 120, 200]]], np.uint8)
+    np.save(tmp_path / "rgb.npy", colours)
+    expected = colours @ np.array([0.299, 0.587, 0.114]) / 255
+    np.testing.assert_allclose(read_one(tmp_path / "rgb.npy").pixels, expected, atol=1e-6)
+    ink = to_uint8(stroke_digit("4", side=40))  # black strokes on a transparent canvas
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 3] = ink
+    np.save(tmp_path / "rgba.npy", rgba)
+    as_png = read_one(write(tmp_path / "rgba.png", encode(Image.fromarray(rgba), "PNG")))
+    np.testing.assert_allclose(read_one(tmp_path / "rgba.npy").pixels, as_png.pixels, atol=1e-6)
+
+
+def test_idx_files_follow_the_same_rule(tmp_path):
+    rgb = np.random.default_rng(2).integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    (item,) = read_inputs([write(tmp_path / "rgb-idx3-ubyte", idx_bytes(rgb))])
+    assert item.index is None and item.pixels.shape == (28, 28)
+
+
+@pytest.mark.parametrize(
+    ("data", "null", "paths"),
+    [
+        (b"a.png\nb.png\n", False, ("a.png", "b.png")),
+        (b" a.png \r\n\n\tb.png", False, ("a.png", "b.png")),  # blanks around lines go
+        (b"a.png\0 b .png\0", False, ("a.png", " b .png")),  # a NUL: NUL-separated, exact
+        (b"new\nline.png\0", False, ("new\nline.png",)),
+        (b"one name.png\n", True, ("one name.png\n",)),  # -0: nothing is stripped
+        (b"caf\xe9.png\n", False, ("caf\udce9.png",)),  # not UTF-8: os.fsdecode
+        (b"", False, ()),
+    ],
+)
+def test_lists_of_paths(data, null, paths):
+    assert paths_from_list(data, null=null) == paths
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -470,7 +522,7 @@ def test_preprocess_many_passes_errors_through(tmp_path, paper):
 
 def test_save_image_round_trips_through_png(tmp_path):
     digit = mnist_like("7")
-    save_image(digit, tmp_path / "seen.png")
+    (tmp_path / "seen.png").write_bytes(png_bytes(digit))
     np.testing.assert_allclose(read_one(tmp_path / "seen.png").pixels, digit, atol=0.5 / 255)
 
 

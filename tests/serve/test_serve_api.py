@@ -151,13 +151,14 @@ def test_a_chosen_class_gets_its_own_gradient(server, digit_pngs):
 
 def test_the_input_gradient_is_the_numerical_gradient(server, serve_checkpoint, digit_pngs):
     """Backprop's dL/dx against central differences of the loss of the preprocessed input."""
-    from bptrain.predict import images
+    from bptrain.predict.decode import read_bytes
+    from bptrain.predict.preprocess import preprocess
 
     engine = float64_engine(serve_checkpoint)
     network = engine.model.network
     data = digit_pngs[0][0]
-    (item,) = images.read_bytes(data, "digit")
-    x = images.preprocess(item.pixels, engine.style, engine.size).astype(np.float64)
+    (item,) = read_bytes(data, "digit")
+    x = preprocess(item.pixels, engine.style, engine.size).astype(np.float64)
     for target in (None, 3):
         exact = engine.infer(item, x, details=True, target=target)["details"]
         k = exact["class"]

@@ -1,12 +1,15 @@
 """Run a trained model on users' own images: `bptrain predict` and `bptrain eval --images`.
 
-Images are read and prepared the way the checkpoint's training data was (images.py), then go
+Images are read (read.py, decode.py) and prepared the way the checkpoint's training data was
+(preprocess.py), then go
 through the network in batches; softmax turns its scores into probabilities here (the
 network's predict returns scores, as in the seed).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,7 +22,11 @@ from ..engine.train import evaluate
 from ..errors import ConfigError, DataError
 from ..functional import softmax
 from ..run.model import Model, eval_record, load_model
-from . import images
+from .decode import InputError, Item
+from .folders import class_folders
+from .preprocess import preprocess_many
+from .read import read_inputs
+from .saving import PreprocessedFolder
 
 log = logging.getLogger("bptrain.predict")
 
@@ -60,26 +67,22 @@ def image_size(model: Model) -> tuple[int, int]:
 class Prepared:
     """One image ready for the network, and where it came from."""
 
-    item: images.Item
+    item: Item
     x: np.ndarray  # (H, W) float32 in [0, 1]
 
 
 def prepared(
-    items: Iterable[images.Item | images.InputError],
+    items: Iterable[Item | InputError],
     style: str,
     size: tuple[int, int],
-    on_error: Callable[[images.InputError], None],
+    on_error: Callable[[InputError], None],
 ) -> Iterator[Prepared]:
     """Preprocessed images in order; an input that fails is reported and skipped."""
-    for item in items:
-        if isinstance(item, images.InputError):
-            on_error(item)
-            continue
-        name = item.input if item.index is None else f"{item.input}[{item.index}]"
-        try:
-            yield Prepared(item, images.preprocess(item.pixels, style, size, name=name))
-        except images.InputError as error:
-            on_error(error)
+    for one in preprocess_many(items, style, size):
+        if isinstance(one, InputError):
+            on_error(one)
+        else:
+            yield Prepared(*one)
 
 
 def batches(stream: Iterable[Prepared], size: int) -> Iterator[list[Prepared]]:
@@ -99,7 +102,7 @@ def probabilities(model: Model, batch: Sequence[Prepared]) -> np.ndarray:
     return softmax(model.network.predict(x).astype(np.float64))
 
 
-def record(item: images.Item, p: np.ndarray, names: Sequence[str], top_k: int) -> dict[str, Any]:
+def record(item: Item, p: np.ndarray, names: Sequence[str], top_k: int) -> dict[str, Any]:
     label = int(p.argmax())
     out: dict[str, Any] = {"event": "prediction", "input": item.input}
     if item.index is not None:
@@ -118,16 +121,6 @@ def record(item: images.Item, p: np.ndarray, names: Sequence[str], top_k: int) -
     return out
 
 
-def save_preprocessed(folder: Path, number: int, one: Prepared) -> None:
-    """The 28x28 image the network saw, as an 8-bit PNG (numbered: names may repeat)."""
-    from PIL import Image
-
-    stem = Path(one.item.input).stem if one.item.input != "-" else "stdin"
-    suffix = "" if one.item.index is None else f"-{one.item.index}"
-    pixels = np.clip(one.x * 255 + 0.5, 0, 255).astype(np.uint8)
-    Image.fromarray(pixels, mode="L").save(folder / f"{number:05d}-{stem}{suffix}.png")
-
-
 @dataclass(frozen=True)
 class PredictRequest:
     """What `bptrain predict` was asked to do."""
@@ -138,6 +131,7 @@ class PredictRequest:
     preprocess: str = "auto"
     top_k: int = 0
     save_preprocessed: str | None = None
+    overwrite: bool = False  # may --save-preprocessed replace earlier images
     batch_size: int = 256
     weights: str = "auto"
 
@@ -146,31 +140,32 @@ def predict(
     request: PredictRequest,
     *,
     emit: Callable[[dict[str, Any]], None],
-    on_error: Callable[[images.InputError], None],
+    on_error: Callable[[InputError], None],
     stdin: BinaryIO | None = None,
 ) -> int:
     """One `prediction` record per image; returns how many were predicted (InputsFailed if any
     input failed, after every other input was predicted)."""
+    folder = None  # checked first: a folder that cannot take the images is found before work
+    if request.save_preprocessed is not None:
+        folder = PreprocessedFolder(Path(request.save_preprocessed), overwrite=request.overwrite)
     model = load_model(request.checkpoint, request.weights)
     style, size = style_for(model, request.preprocess), image_size(model)
     names = model.info.class_names
-    folder = Path(request.save_preprocessed) if request.save_preprocessed else None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-    failed: list[images.InputError] = []
+    failed: list[InputError] = []
 
-    def failure(error: images.InputError) -> None:
+    def failure(error: InputError) -> None:
         failed.append(error)
         on_error(error)
 
-    items = images.read_inputs(request.inputs, recursive=request.recursive, stdin=stdin)
+    items = read_inputs(request.inputs, recursive=request.recursive, stdin=stdin)
     done = 0
-    for batch in batches(prepared(items, style, size, failure), request.batch_size):
-        for one, p in zip(batch, probabilities(model, batch), strict=True):
-            if folder is not None:
-                save_preprocessed(folder, done, one)
-            emit(record(one.item, p, names, request.top_k))
-            done += 1
+    with folder if folder is not None else contextlib.nullcontext():
+        for batch in batches(prepared(items, style, size, failure), request.batch_size):
+            # With --save-preprocessed, a record follows its image onto the disk.
+            written = folder.save_batch(done, batch) if folder else itertools.repeat(0, len(batch))
+            for one, p, _ in zip(batch, probabilities(model, batch), written, strict=True):
+                emit(record(one.item, p, names, request.top_k))
+                done += 1
     log.info(f"predicted {done} images with {style} preprocessing ({len(failed)} failed)")
     if failed:
         raise InputsFailed(f"{len(failed)} of {done + len(failed)} inputs could not be read")
@@ -185,22 +180,22 @@ def evaluate_images(
     weights: str = "auto",
     target_accuracy: float | None = None,
     emit: Callable[[dict[str, Any]], None],
-    on_error: Callable[[images.InputError], None],
+    on_error: Callable[[InputError], None],
 ) -> dict[str, Any]:
     """`eval` on a folder-per-class tree of the user's own labelled images."""
     from ..run.model import check_target
 
     model = load_model(path, weights)
     style, size = style_for(model, preprocess), image_size(model)
-    pairs = images.class_folders(Path(root), model.info.class_names)
+    pairs = class_folders(Path(root), model.info.class_names)
     labels = dict(pairs)
-    failed: list[images.InputError] = []
+    failed: list[InputError] = []
 
-    def failure(error: images.InputError) -> None:
+    def failure(error: InputError) -> None:
         failed.append(error)
         on_error(error)
 
-    kept = list(prepared(images.read_inputs([p for p, _ in pairs]), style, size, failure))
+    kept = list(prepared(read_inputs([p for p, _ in pairs]), style, size, failure))
     if not kept:
         raise InputsFailed(f"none of the {len(pairs)} images in {root} could be read")
     x = np.stack([k.x for k in kept])[:, None]

@@ -19,7 +19,8 @@ import numpy as np
 from ..engine.trace import Trace, trace
 from ..functional import finite_or_null
 from ..predict import classify as predict
-from ..predict import images
+from ..predict.decode import GZIP_MAGIC, InputError, Item, read_bytes
+from ..predict.preprocess import preprocess as preprocess_image
 from ..run.model import Model, load_model
 from ..visual.summary import layer_rows
 
@@ -83,14 +84,14 @@ class Engine:
 
     # ----------------------------------------------------------------- the request's steps
 
-    def prepare(self, data: bytes, name: str) -> tuple[images.Item, np.ndarray]:
+    def prepare(self, data: bytes, name: str) -> tuple[Item, np.ndarray]:
         """Decode one image's bytes as `predict` reads files, and preprocess it (H, W)."""
-        if data.startswith(images.GZIP_MAGIC):
+        if data.startswith(GZIP_MAGIC):
             data = _gunzip(data)
         with self.decoding:
             try:
-                items = images.read_bytes(data, name)
-            except images.InputError as error:
+                items = read_bytes(data, name)
+            except InputError as error:
                 status = 413 if "megapixel" in error.reason else 400
                 raise RequestError(status, str(error)) from None
             if len(items) != 1:
@@ -98,8 +99,8 @@ class Engine:
                     422, f"{name}: holds {len(items)} images; send one (bptrain predict reads many)"
                 )
             try:
-                x = images.preprocess(items[0].pixels, self.style, self.size, name=name)
-            except images.InputError as error:
+                x = preprocess_image(items[0].pixels, self.style, self.size, name=name)
+            except InputError as error:
                 raise RequestError(422, str(error)) from None
         return items[0], x
 
@@ -118,7 +119,7 @@ class Engine:
 
     def infer(
         self,
-        item: images.Item,
+        item: Item,
         x: np.ndarray,
         *,
         details: bool = False,
@@ -214,7 +215,7 @@ def _bytes(values: np.ndarray, lo: Any, hi: Any) -> str:
 
 
 def _gunzip(data: bytes) -> bytes:
-    """A gzip upload inflated within MAX_INFLATED (images.read_bytes allows 1 GiB)."""
+    """A gzip upload inflated within MAX_INFLATED (read_bytes allows 1 GiB)."""
     inflater = zlib.decompressobj(wbits=31)
     try:
         out = inflater.decompress(data, MAX_INFLATED + 1)
