@@ -16,6 +16,7 @@ preprocessed images, downloaded data) follows one rule:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -76,13 +77,28 @@ def check_folder(folder: Path, *, label: str = "--out", target: Path | None = No
     where = target if target is not None else folder
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        # One byte, fsynced: making an empty file needs an inode only, so a full disk would pass.
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(b"\0")
+            probe.flush()
+            os.fsync(probe.fileno())
+        _refuse_full(folder)
     except OSError as error:
         raise DestinationError(
             f"cannot write {label} {where}: {error.strerror or error}",
             hint="choose another path, or fix the folder's permissions or free space",
         ) from None
+
+
+def _refuse_full(folder: Path) -> None:
+    """A file system without one free block cannot take the file (some accept the probe byte
+    into a block they already hold)."""
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return  # the write itself will say what is wrong
+    if fs.f_bfree == 0 and fs.f_blocks > 0:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 @contextlib.contextmanager
@@ -92,18 +108,22 @@ def atomic_write(
     overwrite: bool,
     label: str = "--out",
     verify: Callable[[Path], object] | None = None,
+    clean_stale: bool = False,
 ) -> Iterator[BinaryIO]:
     """Yield a binary file; on a clean exit it is fsynced, verified and published as `path`.
 
     `verify(tmp)` may raise to keep the final name unchanged (a checkpoint that does not read
     back). Any OSError, while writing or publishing, is a DestinationError naming `path`.
+    `clean_stale` first removes temporary files that killed writers left beside `path` (large
+    ones: checkpoints); it scans the folder, so callers writing many small files leave it off.
     """
     path = Path(path)
     refuse_special(path, label=label)
     tmp = temp_name(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(path)
+        if clean_stale:
+            remove_stale_temps(path)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     except OSError as error:
         raise _write_error(path, label, error) from None

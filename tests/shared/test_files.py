@@ -103,7 +103,7 @@ def test_stale_temps_of_dead_writers_go_and_live_ones_stay(tmp_path):
     live = tmp_path / f".a.npz.{os.getppid()}.cd.tmp"
     dead.write_text("x")
     live.write_text("x")
-    files.remove_stale_temps(out)
+    files.remove_stale_temps(out)  # what atomic_write(clean_stale=True) runs first
     assert not dead.exists() and live.exists()
 
 
@@ -111,3 +111,13 @@ def test_pid_alive():
     assert files.pid_alive(os.getpid())
     assert not files.pid_alive(999_999_999)
     assert not files.pid_alive("12") and not files.pid_alive(None) and not files.pid_alive(True)
+
+
+def test_a_full_file_system_is_found_before_any_work(tmp_path):
+    from cli_helpers import fill, mounted_tmpfs
+
+    with mounted_tmpfs(tmp_path / "tiny", "size=64k") as tiny:
+        fill(tiny)
+        with pytest.raises(DestinationError, match="No space left") as info:
+            files.check_destination(tiny / "out.png", overwrite=False)
+        assert str(tiny / "out.png") in str(info.value)

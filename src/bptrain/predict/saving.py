@@ -51,7 +51,6 @@ class PreprocessedFolder:
                 hint="choose a folder, or a path that does not exist yet",
             )
         check_folder(self.folder, label=LABEL)
-        _refuse_full(self.folder)
         if not overwrite:
             self._refuse_earlier_images()
         self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="save-preprocessed")
@@ -98,17 +97,3 @@ class PreprocessedFolder:
                 f"({shown_name(names[0])}{more})",
                 hint="pass --overwrite to replace them, or choose an empty or new folder",
             )
-
-
-def _refuse_full(folder: Path) -> None:
-    """A file system without one free block cannot take a PNG; say so before any work. (Making
-    the probe file in check_folder needs an inode, not a block, so it passes on a full disk.)"""
-    try:
-        fs = os.statvfs(folder)
-    except OSError:
-        return  # the writes will say what is wrong
-    if fs.f_bfree == 0 and fs.f_blocks > 0:
-        raise DestinationError(
-            f"cannot write {LABEL} {folder}: No space left on device",
-            hint="free some space, or choose another folder",
-        )

@@ -222,7 +222,11 @@ def _arrays_of(network: Network, optimizer: Optimizer, state: TrainState) -> dic
 def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """The arrays as an uncompressed .npz at `path`, published only once the file loads."""
     with files.atomic_write(
-        path, overwrite=True, label="checkpoint", verify=lambda tmp: _read_back(tmp, path)
+        path,
+        overwrite=True,
+        label="checkpoint",
+        verify=lambda tmp: _read_back(tmp, path),
+        clean_stale=True,
     ) as handle:
         np.savez(handle, **arrays)
 
