@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from bptrain.run import checkpoint
-from bptrain.scale.sweep.coordinator import HOST, Storage, storage_of
+from bptrain.scale.sweep.storage import Storage, storage_of
+from bptrain.scale.sweep.worker import HOST
 from cli_helpers import invoke, records, small_config, spawn, subprocess_env, write_config
 
 TRIAL_KEYS = {"event", "number", "params", "value", "state", "epochs", "seconds", "checkpoint"}
