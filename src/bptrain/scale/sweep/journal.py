@@ -31,6 +31,21 @@ from ...errors import CheckpointError, DestinationError
 
 log = logging.getLogger("bptrain.sweep")
 _CHUNK = 1 << 16
+# The keys Optuna's replay reads from each kind of record (optuna.storages.journal._storage's
+# JournalOperation codes): a record without them is damage that parses as JSON.
+_KEYS: dict[int, tuple[str, ...]] = {
+    0: ("study_name", "directions"),
+    1: ("study_id",),
+    2: ("study_id", "user_attr"),
+    3: ("study_id", "system_attr"),
+    4: ("study_id", "datetime_start"),
+    5: ("trial_id", "param_name", "param_value_internal", "distribution"),
+    6: ("trial_id", "state", "values"),
+    7: ("trial_id", "step", "intermediate_value"),
+    8: ("trial_id", "user_attr"),
+    9: ("trial_id", "system_attr"),
+    10: (),
+}
 
 
 class JournalWriteError(DestinationError):
@@ -67,8 +82,11 @@ def parse(line: bytes) -> tuple[dict[str, Any] | None, str]:
         record = json.loads(text)
     except json.JSONDecodeError as error:
         return None, f"not a JSON record: {error.msg} at column {error.colno}"
-    if not isinstance(record, dict) or "op_code" not in record:
+    if not isinstance(record, dict) or record.get("op_code") not in _KEYS:
         return None, "not an Optuna journal record"
+    missing = [key for key in ("worker_id", *_KEYS[record["op_code"]]) if key not in record]
+    if missing:
+        return None, f"a record without {', '.join(missing)}"
     return record, ""
 
 
@@ -200,6 +218,7 @@ def check(path: str) -> int | None:
     Damage before the last line is exit 4; a cut last line is repaired (see the module)."""
     kind = files.kind_of(Path(os.path.realpath(path)))
     if kind is None:
+        files.check_folder(Path(path).parent, label="the sweep journal", target=Path(path))
         return None
     if kind != "a regular file":
         raise JournalWriteError(
@@ -219,5 +238,6 @@ def check(path: str) -> int | None:
                 count += record is not None
     except OSError as error:
         raise JournalDamaged(f"cannot read the sweep journal {path}: {error.strerror}") from None
+    files.check_folder(Path(path).parent, label="the sweep journal", target=Path(path))
     JournalFile(path).repair()
     return count

@@ -16,7 +16,7 @@ from ...run.experiment import DataOptions
 from .best_file import BestFile
 from .coordinator import Coordinator
 from .reporting import Reporter
-from .spec import load_spec
+from .spec_configs import load_spec
 from .storage import storage_of
 from .study import open_study, recover_stale, remove_stale_locks
 from .worker import Job

@@ -162,7 +162,7 @@ class TrialRunner:
             except OSError as error:  # a full or read-only folder
                 from .journal import write_error
 
-                raise write_error(lock._lock_file, error) from None
+                raise write_error(self.job.storage.shown, error) from None
             self.held = lock
         if sum(map(counts, study.get_trials(deepcopy=False))) < self.spec.planned:
             return True
