@@ -6,13 +6,15 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from bptrain.scale.sweep.worker import HOST
-from cli_helpers import invoke, records, small_config, write_config
+from cli_helpers import invoke, records, small_config, spawn, write_config
 from scale.sweep_helpers import split, study_of, write_spec
 
 STATES = {"COMPLETE", "PRUNED", "FAIL"}
@@ -153,17 +155,18 @@ def test_a_journal_cut_anywhere_in_its_last_records_is_repaired_and_continued(
     data = (original / "journal.log").read_bytes()
     cuts = last_lines_cuts(data)
     assert len(cuts) >= 6
-    for cut in cuts:
+    zeros = len(data) + 512  # a crash can leave a block of NUL bytes after the last record
+    for cut in [*cuts, zeros]:
         case = tmp_path / f"cut-{cut}"
-        out = copy_study(finished_study, case, data[:cut])
+        damaged = data[:cut] if cut < zeros else data + b"\0" * 512
+        out = copy_study(finished_study, case, damaged)
         journal = out / "journal.log"
         result = invoke("sweep", spec, "--out", out, "--trials", 3)
         assert result.exit_code == 0, (cut, result.stderr)
-        whole = data[:cut].endswith(b"\n")
-        if not whole:  # the repair said what it did
+        if not damaged.endswith(b"\n"):  # the repair said what it did
             assert f"{journal}: its last line" in result.stderr, (cut, result.stderr)
         kept = data[: data.rfind(b"\n", 0, cut) + 1]
-        if cut == len(data) - 1:
+        if cut in (len(data) - 1, zeros):
             kept = data  # a whole record that lacked its newline: finished, not dropped
         assert journal.read_bytes().startswith(kept), cut
         trials, _ = split(result.stdout)
@@ -210,6 +213,31 @@ def test_damage_before_the_end_is_exit_4_naming_the_line_and_nothing_is_written(
     assert sorted(os.listdir(out)) == listing
 
 
+def test_a_journal_that_lost_a_trial_with_a_checkpoint_says_so(tmp_path, finished_study):
+    spec, original = finished_study
+    data = (original / "journal.log").read_bytes()
+    created = data.rindex(b'{"op_code":4,')  # the last trial's creation
+    out = copy_study(finished_study, tmp_path, data[: created + 30])
+    result = invoke("sweep", spec, "--out", out, "--trials", 3)
+    assert result.exit_code == 4 and result.stdout == "", result.stderr
+    errors = error_lines(result)
+    assert errors[0].startswith(f"Error: {out}/trial-0001.npz is not a trial of study 'spec'")
+    assert "or the study lost its last trials" in errors[0]
+    assert (out / "journal.log").read_bytes() == data[:created]  # the cut line dropped
+    assert (out / "trial-0001.npz").read_bytes() == (original / "trial-0001.npz").read_bytes()
+
+
+@pytest.mark.parametrize("content", [b"some notes, no newline", b"\x89PNG\r\n\x1a\n\0\0",
+                                     b'{"a": 1}\n'])  # fmt: skip
+def test_a_storage_file_that_is_no_journal_is_refused_and_left_alone(tmp_path, sweep_spec, content):
+    storage = tmp_path / "notes.txt"
+    storage.write_bytes(content)
+    result = invoke("sweep", sweep_spec, "--storage", storage, "--out", tmp_path / "out")
+    assert result.exit_code == 4 and result.stdout == "", result.stderr
+    assert error_lines(result)[0].startswith(f"Error: {storage}:1 is damaged (")
+    assert storage.read_bytes() == content
+
+
 def test_an_emptied_journal_beside_trial_checkpoints_says_so(tmp_path, finished_study):
     spec, _ = finished_study
     out = copy_study(finished_study, tmp_path, b"")
@@ -232,14 +260,16 @@ def test_a_running_trial_with_no_process_recorded_is_failed_by_the_next_run(
     out = copy_study(finished_study, tmp_path, (original / "journal.log").read_bytes())
     study = study_of(str(out / "journal.log"), "spec")
     orphan = study.ask()
-    stale = out / ".trial-0007.npz.lock"  # a worker killed with -9 leaves its lock file
+    stale = out / ".trial-0001.npz.lock"  # a worker killed with -9 leaves its lock file
     stale.write_text("999999999")
+    unknown = out / ".trial-0099.npz.lock"  # not a finished trial's: never touched
+    unknown.write_text("999999999")
     result = invoke("sweep", spec, "--out", out, "--trials", 3)
     assert result.exit_code == 0, result.stderr
     assert f"trial {orphan.number} was left running with no record of its process" in (
         result.stderr
     )
-    assert not stale.exists()
+    assert not stale.exists() and unknown.exists()
     stored = finished(str(out / "journal.log"))
     assert stored[orphan.number].state.name == "FAIL"
     assert HOST not in stored[orphan.number].user_attrs.values()
@@ -274,3 +304,25 @@ def test_a_best_yaml_that_is_a_fifo_is_refused_before_any_trial(tmp_path, sweep_
         f"Error: best.yaml {out}/best.yaml is a FIFO (named pipe), not a regular file"
     )
     assert sorted(p.name for p in out.iterdir()) == ["best.yaml"]
+
+
+def test_a_worker_killed_with_9_leaves_no_lock_file(tmp_path, idx_folder):
+    config = write_config(tmp_path / "small.yaml", small_config(idx_folder))
+    spec = write_spec(tmp_path, config, set={"train.epochs": 80}, trials=2, pruner="none")
+    out = tmp_path / "out"
+    proc = spawn("sweep", spec, "--workers", 2, "--out", out, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (out / "trial-0001.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # each worker has written its trial's first epoch
+    while not (out / "trial-0000.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"],
+                             capture_output=True, text=True).stdout.split()  # fmt: skip
+    assert len(workers) == 2, workers
+    os.kill(int(workers[0]), signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "ended unexpectedly (exit code -9)" in stderr
+    assert {r["state"] for r in records(stdout)[:-1]} == {"COMPLETE", "FAIL"}
+    assert list(out.glob(".*.lock")) == []

@@ -31,6 +31,7 @@ from ...errors import CheckpointError, DestinationError
 
 log = logging.getLogger("bptrain.sweep")
 _CHUNK = 1 << 16
+_HEAD = b'{"op_code":'  # how every line Optuna (and JournalFile) writes begins
 # The keys Optuna's replay reads from each kind of record (optuna.storages.journal._storage's
 # JournalOperation codes): a record without them is damage that parses as JSON.
 _KEYS: dict[int, tuple[str, ...]] = {
@@ -139,7 +140,10 @@ class JournalFile(JournalFileBackend):
         """Repair the end of the journal now (under the lock), when it needs it."""
         try:
             with open(self._file_path, "rb") as handle:
-                if _tail_size(handle.fileno()) == os.fstat(handle.fileno()).st_size:
+                if (
+                    _tail_size(handle.fileno(), self._file_path)
+                    == os.fstat(handle.fileno()).st_size
+                ):
                     return  # whole: nothing is written
             with get_lock_file(self._lock):
                 fd = os.open(self._file_path, os.O_RDWR | os.O_APPEND)
@@ -173,7 +177,7 @@ def _repair_tail(fd: int, path: str) -> int:
     """Drop a last line that is not a whole record, or finish one that lacks its newline;
     returns the journal's size afterwards. The caller holds the journal's lock."""
     size = os.fstat(fd).st_size
-    keep = _tail_size(fd)
+    keep = _tail_size(fd, path)
     if keep > size:  # a whole record cut just before its newline
         os.write(fd, b"\n")
         log.warning(f"{path}: its last line lacked a newline; added it")
@@ -186,18 +190,22 @@ def _repair_tail(fd: int, path: str) -> int:
     return keep
 
 
-def _tail_size(fd: int) -> int:
+def _tail_size(fd: int, path: str) -> int:
     """How much of the journal is whole lines, plus a last record that only lacks a newline:
-    the size itself when nothing needs repair."""
+    the size itself when nothing needs repair. A file whose only line is neither a record nor
+    the start of one is no journal (a wrong --storage): that is damage, never cut away."""
     size = os.fstat(fd).st_size
     if size == 0:
         return 0
     ends_whole = os.pread(fd, 1, size - 1) == b"\n"
     start = _line_start(fd, size - 1 if ends_whole else size)
-    record, _ = parse(os.pread(fd, size - start, start))
+    tail = os.pread(fd, size - start, start)
+    record, reason = parse(tail)
     if record is not None:
         return size if ends_whole else size + 1
-    return start
+    if start > 0 or tail.startswith(_HEAD) or _HEAD.startswith(tail.rstrip(b"\n")):
+        return start
+    raise damaged(path, 1, reason)
 
 
 def _line_start(fd: int, end: int) -> int:

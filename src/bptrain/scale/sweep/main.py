@@ -69,9 +69,11 @@ def sweep(
     try:
         study = open_study(optuna, spec, name, storage, out)
         recover_stale(study, storage)
-        remove_stale_locks(out)
+        remove_stale_locks(out, study)
         reporter = Reporter(job, best, emit)
-        return Coordinator(study, job, request.workers, reporter, progress).run()
+        record = Coordinator(study, job, request.workers, reporter, progress).run()
+        remove_stale_locks(out, study)  # those of this run's workers killed with -9
+        return record
     finally:
         optuna.logging.set_verbosity(previous)
 

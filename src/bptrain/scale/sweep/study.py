@@ -126,13 +126,18 @@ def _fail(study: Any, number: int, why: str) -> None:
     log.warning(f"trial {number} was {why}; recorded as failed")
 
 
-def remove_stale_locks(out: Path) -> None:
-    """`.trial-NNNN.npz.lock` files of trials whose process was killed: a run's checkpoint lock
-    is released by the kernel when its process dies, so a lock file nobody holds is taken and
-    removed here the way its owner would have (bptrain.run.outfile)."""
+def remove_stale_locks(out: Path, study: Any) -> None:
+    """The `.trial-NNNN.npz.lock` files of finished trials (a worker killed with -9 leaves its
+    own). The kernel released the lock when the process died; the file is taken and removed
+    here as its owner would have (bptrain.run.outfile). A trial still running, here or on
+    another machine, keeps its lock: only a finished trial's is ever touched."""
     if outfile.fcntl is None:  # no advisory locks: a lock file cannot be told stale
         return
+    ended = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     for lock in out.glob(".trial-*.npz.lock"):
+        found = re.fullmatch(r"\.trial-(\d+)\.npz\.lock", lock.name)
+        if found is None or int(found.group(1)) not in ended:
+            continue
         checkpoint = out / lock.name[1 : -len(".lock")]
         with contextlib.suppress(CheckpointError, OSError), outfile.locked(checkpoint):
             pass
