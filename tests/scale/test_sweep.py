@@ -8,46 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
-import yaml
 
 from bptrain.run import checkpoint
-from bptrain.scale.sweep.coordinator import HOST, Storage, storage_of
+from bptrain.scale.sweep.storage import Storage, storage_of
+from bptrain.scale.sweep.worker import HOST
 from cli_helpers import invoke, records, small_config, spawn, subprocess_env, write_config
-
-TRIAL_KEYS = {"event", "number", "params", "value", "state", "epochs", "seconds", "checkpoint"}
-SWEEP_KEYS = {"event", "study", "storage", "best_trial", "best_params", "best_value",
-              "n_complete", "n_pruned", "n_failed"}  # fmt: skip
-
-
-def write_spec(folder: Path, config: Path, name: str = "spec", **keys) -> Path:
-    spec = {
-        "base": str(config),
-        "set": {"train.epochs": 3},
-        "space": {
-            "optimizer.lr": {"log_uniform": [0.01, 0.3]},
-            "model.layers[1].units": {"int": [8, 32], "step": 8},
-        },
-        "trials": 6,
-        "seed": 1,
-        **keys,
-    }
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
-
-
-def study_of(storage: str, name: str):
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=name, storage=Storage(storage, "://" in storage).open())
-
-
-def split(stdout: str) -> tuple[list[dict], dict]:
-    recs = records(stdout)
-    assert recs[-1]["event"] == "sweep" and set(recs[-1]) == SWEEP_KEYS
-    assert all(r["event"] == "trial" and set(r) == TRIAL_KEYS for r in recs[:-1])
-    return recs[:-1], recs[-1]
+from scale.sweep_helpers import split, study_of, write_spec
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +253,7 @@ def test_without_optuna_the_error_names_the_extra(tmp_path, config_file):
 
 def test_the_example_spec_is_sound():
     from bptrain.run.inputs import DataOptions
-    from bptrain.scale.sweep.spec import load_spec
+    from bptrain.scale.sweep.spec_configs import load_spec
 
     example = Path(__file__).resolve().parents[2] / "examples" / "sweep-mlp.yaml"
     spec, base = load_spec(str(example), lambda: "", data=DataOptions())

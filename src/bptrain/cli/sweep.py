@@ -1,4 +1,4 @@
-"""`bptrain sweep`: hyperparameter search on Optuna (the work is in sweep.py)."""
+"""`bptrain sweep`: hyperparameter search on Optuna (the work is in scale/sweep/)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def sweep_command(
     threads of each worker (default 1). Ctrl-C stops the running trials at their next step
     (recorded as failed) and exits 130.
     """
-    from ..scale.sweep import coordinator as sweep
+    from ..scale.sweep import main as sweep
 
     request = sweep.SweepRequest(
         spec=spec, out=out, storage=storage, study=study, workers=workers, trials=trials,

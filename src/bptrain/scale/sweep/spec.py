@@ -15,28 +15,27 @@ pruner: median                              # median, none; or {type: median, st
 seed: 0                                     # the sampler's, for reproducible suggestions
 ```
 
-Imports no Optuna: a spec is checked (and `bptrain sweep` fails with exit 2) the same way
-whether or not the engine is installed; only `Param.suggest` talks to an Optuna trial.
+Here the spec is read and parsed; its dimensions are `space.Param`, and `spec_configs` builds
+the configs it makes (`spec_configs.load_spec` is the whole check). Imports no Optuna: a spec
+is checked (and `bptrain sweep` fails with exit 2) the same way whether or not the engine is
+installed; only `Param.suggest` talks to an Optuna trial.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...config import DEFAULT_PRESET, LoadedConfig, parse_yaml
-from ...errors import ConfigError, ConfigErrors
+from ...config import DEFAULT_PRESET, parse_yaml
+from ...errors import ConfigError
 from ...registry import suggestion
-from ...run import inputs
-from ...run.inputs import DataOptions
+from .space import FORMS, PATH, Param, bad_path, parse_param
 
 KEYS = ("base", "set", "space", "trials", "metric", "direction", "sampler", "pruner", "seed")
-KINDS = ("log_uniform", "uniform", "int", "choice")
 EPOCH_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
 SUMMARY_METRICS = ("test_accuracy", "test_loss")
 METRICS = EPOCH_METRICS + SUMMARY_METRICS
@@ -46,48 +45,6 @@ DIRECTIONS = {"maximize": "maximize", "maximise": "maximize", "max": "maximize",
 SAMPLERS: dict[str, tuple[str, ...]] = {"tpe": ("startup_trials",), "random": (), "grid": ()}
 PRUNERS: dict[str, tuple[str, ...]] = {"median": ("startup_trials", "warmup_epochs"), "none": ()}
 MAX_GRID = 100_000  # points a grid may have: beyond that it is not a grid anyone will finish
-_PATH = re.compile(r"^[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[\d+\])*$")
-_FORMS = "{log_uniform: [low, high]}, {uniform: [low, high]}, {int: [low, high]} or {choice: [...]}"
-
-
-@dataclass(frozen=True)
-class Param:
-    """One dimension of the search space, named by its dotted config path."""
-
-    path: str
-    kind: str  # one of KINDS
-    low: float | int | None = None
-    high: float | int | None = None
-    step: float | int | None = None
-    log: bool = False
-    choices: tuple[Any, ...] = ()
-
-    def probes(self) -> tuple[Any, ...]:
-        """The values checked before any trial runs: the range's ends, or every choice."""
-        return self.choices if self.kind == "choice" else (self.low, self.high)
-
-    def grid(self) -> list[Any] | None:
-        """Every value a grid search visits, or None when the range is continuous."""
-        if self.kind == "choice":
-            return list(self.choices)
-        if self.log or (self.kind != "int" and self.step is None):
-            return None
-        step = self.step or 1
-        count = round((self.high - self.low) / step) + 1  # type: ignore[operator]
-        values = [self.low + i * step for i in range(count)]  # type: ignore[operator]
-        return values if self.kind == "int" else [round(v, 12) for v in values]
-
-    def suggest(self, trial: Any) -> Any:
-        """This dimension's value for an Optuna trial."""
-        if self.kind == "choice":
-            return trial.suggest_categorical(self.path, list(self.choices))
-        if self.kind == "int":
-            return trial.suggest_int(
-                self.path, self.low, self.high, step=self.step or 1, log=self.log
-            )
-        return trial.suggest_float(
-            self.path, self.low, self.high, step=self.step, log=self.kind == "log_uniform"
-        )
 
 
 @dataclass(frozen=True)
@@ -128,7 +85,7 @@ class Spec:
         return self.direction == "maximize"
 
 
-class _Where:
+class Where:
     """Error locations in a spec: `label:line: dotted.key`."""
 
     def __init__(self, label: str, lines: dict[str, int]) -> None:
@@ -157,31 +114,13 @@ def read_spec(source: str, read_stdin: Callable[[], str]) -> tuple[str, str, str
         raise ConfigError(f"cannot read sweep spec {path}: {error}") from None
 
 
-def load_spec(
-    source: str, read_stdin: Callable[[], str], *, data: DataOptions, trials: int | None = None
-) -> tuple[Spec, LoadedConfig]:
-    """A checked spec and its base config (with `set:`); raises ConfigErrors with every problem
-    of the spec and of the configs it makes. `trials` (--trials) replaces the spec's."""
-    spec, lines, errors = parse_spec(source, read_stdin, trials)
-    base, more = check_configs(spec, lines, data)
-    if errors or more:
-        raise ConfigErrors(sorted([*errors, *more], key=_line_of))
-    assert base is not None
-    return spec, base
-
-
-def _line_of(error: ConfigError) -> int:
-    found = re.match(r"[^:]*:(\d+): ", str(error))
-    return int(found.group(1)) if found else 0
-
-
 def parse_spec(
     source: str, read_stdin: Callable[[], str], trials: int | None = None
 ) -> tuple[Spec, dict[str, int], list[ConfigError]]:
     """The spec (its sound parts), the lines of its keys, and its problems."""
     text, label, name, folder = read_spec(source, read_stdin)
     raw, lines = parse_yaml(text, label)
-    where = _Where(label, lines)
+    where = Where(label, lines)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -205,7 +144,7 @@ def parse_spec(
     return Spec(**parts), lines, errors
 
 
-def _base(value: Any, folder: Path, where: _Where, errors: list[ConfigError]) -> str:
+def _base(value: Any, folder: Path, where: Where, errors: list[ConfigError]) -> str:
     if not isinstance(value, str) or not value or value == "-":
         errors.append(
             where.error("base", f"expected a preset name or a config file, got {value!r}")
@@ -215,7 +154,7 @@ def _base(value: Any, folder: Path, where: _Where, errors: list[ConfigError]) ->
     return str(beside) if beside.is_file() else value  # else a preset, or a path from here
 
 
-def _set(value: Any, where: _Where, errors: list[ConfigError]) -> tuple[str, ...]:
+def _set(value: Any, where: Where, errors: list[ConfigError]) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, dict):
@@ -223,8 +162,8 @@ def _set(value: Any, where: _Where, errors: list[ConfigError]) -> tuple[str, ...
         return ()
     overrides = []
     for key, item in value.items():
-        if not isinstance(key, str) or not _PATH.match(key):
-            errors.append(where.error(f"set.{key}", _bad_path()))
+        if not isinstance(key, str) or not PATH.match(key):
+            errors.append(where.error(f"set.{key}", bad_path()))
             continue
         try:
             overrides.append(f"{key}={json.dumps(item, allow_nan=False)}")
@@ -233,111 +172,27 @@ def _set(value: Any, where: _Where, errors: list[ConfigError]) -> tuple[str, ...
     return tuple(overrides)
 
 
-def _bad_path() -> str:
-    return "not a dotted config path such as train.epochs or model.layers[1].units"
-
-
-def _space(value: Any, fixed: Any, where: _Where, errors: list[ConfigError]) -> tuple[Param, ...]:
+def _space(value: Any, fixed: Any, where: Where, errors: list[ConfigError]) -> tuple[Param, ...]:
     if not isinstance(value, dict) or not value:
         errors.append(
-            where.error("space", f"expected a mapping of dotted paths to {_FORMS}, got {value!r}")
+            where.error("space", f"expected a mapping of dotted paths to {FORMS}, got {value!r}")
         )
         return ()
     params = []
     for path, form in value.items():
         key = f"space.{path}"
-        if not isinstance(path, str) or not _PATH.match(path):
-            errors.append(where.error(key, _bad_path()))
+        if not isinstance(path, str) or not PATH.match(path):
+            errors.append(where.error(key, bad_path()))
         elif isinstance(fixed, dict) and path in fixed:
             errors.append(where.error(key, "is also fixed in set:", "keep one of them"))
         else:
-            param, problems = _param(path, form)
+            param, problems = parse_param(path, form)
             errors += [where.error(key, problem) for problem in problems]
             params += [param] if param is not None else []
     return tuple(params)
 
 
-def _param(path: str, form: Any) -> tuple[Param | None, list[str]]:
-    """One dimension from its spec form, or the problems with it."""
-    if not isinstance(form, dict):
-        return None, [f"expected {_FORMS}, got {form!r}"]
-    kinds = [key for key in form if key in KINDS]
-    unknown = [key for key in form if key not in (*KINDS, "step", "log")]
-    problems = [
-        f"unknown key {key!r} (accepted: {', '.join(KINDS)}, step, log)"
-        + (f" ({hint})" if (hint := suggestion(key, (*KINDS, "step", "log"))) else "")
-        for key in unknown
-    ]
-    if problems:
-        return None, problems
-    if len(kinds) != 1:
-        return None, [f"give exactly one of {', '.join(KINDS)}, got {kinds or 'none'}"]
-    kind = kinds[0]
-    if kind == "choice":
-        return _choice(path, form)
-    return _range(path, kind, form)
-
-
-def _choice(path: str, form: dict[str, Any]) -> tuple[Param | None, list[str]]:
-    values = form["choice"]
-    if "step" in form or "log" in form:
-        return None, ["step and log belong to ranges, not to choice"]
-    if not isinstance(values, list) or not values:
-        return None, [f"choice needs a non-empty list of values, got {values!r}"]
-    odd = [v for v in values if v is not None and not isinstance(v, (bool, int, float, str))]
-    if odd:
-        return None, [
-            f"choice values must be numbers, strings, booleans or null, got {odd[0]!r} "
-            "(choose among whole layers by sweeping their fields, e.g. units)"
-        ]
-    if len(set(map(json.dumps, values))) < len(values):
-        return None, [f"choice lists a value twice: {values!r}"]
-    return Param(path, "choice", choices=tuple(values)), []
-
-
-def _is_number(value: Any, kind: str) -> bool:
-    allowed = (int,) if kind == "int" else (int, float)
-    return isinstance(value, allowed) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _range(path: str, kind: str, form: dict[str, Any]) -> tuple[Param | None, list[str]]:
-    bounds, step, log = form[kind], form.get("step"), form.get("log", False)
-    what = "integers" if kind == "int" else "numbers"
-    if not (
-        isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b, kind) for b in bounds)
-    ):
-        return None, [f"{kind} needs [low, high], two {what}, got {bounds!r}"]
-    low, high = bounds
-    problems = []
-    if low >= high:
-        problems.append(
-            f"empty range {bounds}: low must be below high (a fixed value goes in set:)"
-        )
-    if kind == "log_uniform" and low <= 0:
-        problems.append(f"a log range needs low > 0, got {bounds}")
-    if not isinstance(log, bool) or (log and kind != "int"):
-        problems.append("log: true is for int ranges (a float range on a log scale is log_uniform)")
-    if log and low < 1:
-        problems.append(f"a log int range needs low >= 1, got {bounds}")
-    if step is not None:
-        problems += _step_problems(kind, low, high, step, log)
-    if problems:
-        return None, problems
-    return Param(path, kind, low=low, high=high, step=step, log=log), []
-
-
-def _step_problems(kind: str, low: float, high: float, step: Any, log: bool) -> list[str]:
-    if kind == "log_uniform" or log:
-        return ["step cannot be combined with a log scale"]
-    if not _is_number(step, kind) or step <= 0:
-        return [f"step must be a positive {'integer' if kind == 'int' else 'number'}, got {step!r}"]
-    count = (high - low) / step
-    if abs(count - round(count)) > 1e-9:
-        return [f"high - low ({high - low:g}) must be a multiple of step ({step:g})"]
-    return []
-
-
-def _trials(raw: dict[str, Any], where: _Where, errors: list[ConfigError]) -> int:
+def _trials(raw: dict[str, Any], where: Where, errors: list[ConfigError]) -> int:
     value = raw.get("trials")
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         shown = "missing" if "trials" not in raw else f"expected an integer >= 1, got {value!r}"
@@ -348,7 +203,7 @@ def _trials(raw: dict[str, Any], where: _Where, errors: list[ConfigError]) -> in
     return value
 
 
-def _objective(raw: dict[str, Any], where: _Where, errors: list[ConfigError]) -> dict[str, str]:
+def _objective(raw: dict[str, Any], where: Where, errors: list[ConfigError]) -> dict[str, str]:
     metric = raw.get("metric", "val_accuracy")
     if metric not in METRICS:
         errors.append(
@@ -368,7 +223,7 @@ def _objective(raw: dict[str, Any], where: _Where, errors: list[ConfigError]) ->
 
 
 def _engine(
-    raw: dict[str, Any], key: str, table: dict[str, tuple[str, ...]], where: _Where,
+    raw: dict[str, Any], key: str, table: dict[str, tuple[str, ...]], where: Where,
     errors: list[ConfigError],
 ) -> tuple[str, tuple[tuple[str, int], ...]]:  # fmt: skip
     """A sampler or pruner: a name, or {type: name, option: count, ...}."""
@@ -397,14 +252,14 @@ def _engine(
     return name, tuple(sorted(options.items()))
 
 
-def _seed(value: Any, where: _Where, errors: list[ConfigError]) -> int | None:
+def _seed(value: Any, where: Where, errors: list[ConfigError]) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
         return value
     errors.append(where.error("seed", f"expected a non-negative integer or null, got {value!r}"))
     return None
 
 
-def _grid_errors(space: tuple[Param, ...], where: _Where) -> list[ConfigError]:
+def _grid_errors(space: tuple[Param, ...], where: Where) -> list[ConfigError]:
     errors = [
         where.error(
             f"space.{p.path}",
@@ -417,156 +272,4 @@ def _grid_errors(space: tuple[Param, ...], where: _Where) -> list[ConfigError]:
     size = math.prod(len(p.grid() or [1]) for p in space)
     if not errors and size > MAX_GRID:
         errors.append(where.error("space", f"the grid has {size:,} points (at most {MAX_GRID:,})"))
-    return errors
-
-
-# ---------------------------------------------------------------------------------------------
-# The configs a spec makes: the base with `set:`, and each dimension's ends and choices
-
-
-def check_configs(
-    spec: Spec, lines: dict[str, int], data: DataOptions
-) -> tuple[LoadedConfig | None, list[ConfigError]]:
-    """The base config with `set:` applied, and the problems of the configs the spec makes:
-    the base's, then each dimension's (a path that names nothing; an end or a choice that makes
-    a config which does not validate or whose network cannot be built)."""
-    where = _Where(spec.label, lines)
-    shapes: dict[tuple[str, str | None], tuple[tuple[int, ...], int]] = {}
-
-    def build(overrides: tuple[str, ...]) -> LoadedConfig:
-        loaded = inputs.config_of(spec.base, overrides)
-        _check_stack(loaded, data, shapes)
-        return loaded
-
-    errors: list[ConfigError] = []
-    fixed = spec.overrides
-    try:
-        base: LoadedConfig | None = build(fixed)
-    except ConfigError as error:
-        errors = [_from_set(e, spec, where) for e in _each(error)]
-        if not fixed:
-            return None, errors
-        try:  # the space can still be checked against the base alone
-            base, fixed = build(()), ()
-        except ConfigError:
-            return None, errors
-    assert base is not None
-    raw = base.config.to_dict()
-    sound = []
-    for param in spec.space:
-        problem = missing_path(raw, param.path)
-        if problem is not None:
-            errors.append(where.error(f"space.{param.path}", problem))
-        else:
-            sound.append(param)
-    errors += _metric_errors(spec, base, where)
-    errors += _probe_errors(fixed, sound, build, where)
-    return (base if fixed == spec.overrides else None), errors
-
-
-def _each(error: ConfigError) -> list[ConfigError]:
-    return list(error.errors) if isinstance(error, ConfigErrors) else [error]
-
-
-def _inner(error: ConfigError) -> str:
-    """An error's text without the --set prefix the override machinery gives it."""
-    return re.sub(r"^--set '?([^=': ]+)(=[^']*')?:? ?", r"\1: ", str(error))
-
-
-def _from_set(error: ConfigError, spec: Spec, where: _Where) -> ConfigError:
-    """A base-config error; those --set caused point at the spec's `set:` line."""
-    text = str(error)
-    if not text.startswith("--set"):
-        return error
-    key = text[len("--set ") :].lstrip("'").split("=")[0].split(":")[0].strip()
-    keys = [o.split("=")[0] for o in spec.overrides]
-    owner = max((k for k in keys if key.startswith(k)), key=len, default=None)
-    text = _inner(error)
-    if owner and text.startswith(f"{owner}: "):
-        text = text[len(owner) + 2 :]
-    return ConfigError(text, path=where(f"set.{owner}") if owner else where("set"))
-
-
-def missing_path(raw: Any, path: str) -> str | None:
-    """Why `path` names nothing in the config `raw`, or None. A missing last key is left to the
-    config's own checks (they know which arguments a part takes, with did-you-mean)."""
-    parts = [
-        int(p[1:-1]) if p.startswith("[") else p for p in re.findall(r"[^.\[\]]+|\[\d+\]", path)
-    ]
-    node, shown = raw, ""
-    for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
-        if isinstance(part, int):
-            size = len(node) if isinstance(node, list) else 0
-            if not isinstance(node, list) or part >= size:
-                return f"{shown}[{part}] is not in the base config ({shown} has {size} items)"
-            shown += f"[{part}]"
-        else:
-            if not isinstance(node, dict):
-                return f"{shown} is {json.dumps(node)} in the base config, not a mapping"
-            shown = f"{shown}.{part}" if shown else part
-            if part not in node:
-                if last:
-                    return None
-                hint = suggestion(part, [str(k) for k in node])
-                return f"{shown} is not in the base config" + (f" ({hint})" if hint else "")
-        node = node[part]
-    return None
-
-
-def _metric_errors(spec: Spec, base: LoadedConfig, where: _Where) -> list[ConfigError]:
-    swept = {p.path for p in spec.space}
-    if not spec.metric.startswith("val_") or "data.validation" in swept:
-        return []
-    if base.config.data.validation > 0:
-        return []
-    return [
-        where.error(
-            "metric",
-            f"{spec.metric} needs a validation set (data.validation is 0)",
-            "hold out samples (set: {data.validation: 5000}) or use a test_ metric",
-        )
-    ]
-
-
-def _check_stack(
-    loaded: LoadedConfig, data: DataOptions, shapes: dict[tuple[str, str | None], Any]
-) -> None:
-    """inputs.check_stack, reading an `idx` folder's shape once for all the probes."""
-    from ...data import DATASETS
-    from ...engine.network import Network
-
-    cfg = loaded.config
-    key = (cfg.data.dataset, data.data_dir or cfg.data.dir)
-    if DATASETS[cfg.data.dataset].image_shape is None and key[1] is None:
-        return  # the folder is only known at run time
-    if key not in shapes:
-        shapes[key] = inputs.data_shape(cfg, data)
-    input_shape, classes = shapes[key]
-    try:
-        Network.from_specs(cfg.model.layers, input_shape, cfg.model.loss, num_classes=classes)
-    except ConfigError as error:
-        raise loaded.locate(error) from None
-
-
-def _probe_errors(
-    fixed: tuple[str, ...],
-    params: list[Param],
-    build: Callable[[tuple[str, ...]], LoadedConfig],
-    where: _Where,
-) -> list[ConfigError]:
-    """Each dimension's ends and choices, one at a time on the base (so a failure is that
-    value's own; combinations that fail are left to their trial, which then fails)."""
-    errors, seen = [], set()
-    for param in params:
-        for value in param.probes():
-            try:
-                build((*fixed, f"{param.path}={json.dumps(value)}"))
-            except ConfigError as error:
-                for each in _each(error):
-                    inner = _inner(each)
-                    if (param.path, inner) not in seen:  # the same for every value: once
-                        seen.add((param.path, inner))
-                        text = f"{json.dumps(value)} makes a config that fails: {inner}"
-                        errors.append(where.error(f"space.{param.path}", text))
     return errors

@@ -48,9 +48,9 @@ class Storage:
         import optuna
 
         if not self.is_url:
-            from optuna.storages.journal import JournalFileBackend
+            from .journal import JournalFile
 
-            return optuna.storages.JournalStorage(JournalFileBackend(self.where))
+            return optuna.storages.JournalStorage(JournalFile(self.where))
         kwargs: dict[str, Any] = {}
         if self.where.startswith("sqlite"):
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
@@ -137,13 +137,15 @@ def best_of(study: Any) -> Any:
 
 
 def trial_record(trial: Any, epochs: int | None, seconds: float, path: Path) -> dict[str, Any]:
-    """The `trial` record of a finished trial."""
+    """The `trial` record of a trial that ended. One the storage still holds as RUNNING ended
+    without its state being written (a full disk): it failed, and the next run records it so."""
+    state = trial.state.name if trial.state.is_finished() else "FAIL"
     return {
         "event": "trial",
         "number": trial.number,
         "params": dict(trial.params),
-        "value": trial.value if trial.state.name in ("COMPLETE", "PRUNED") else None,
-        "state": trial.state.name,
+        "value": trial.value if state in ("COMPLETE", "PRUNED") else None,
+        "state": state,
         "epochs": epochs,
         "seconds": round(seconds, 3),
         "checkpoint": str(path) if path.exists() else None,

@@ -158,7 +158,12 @@ class TrialRunner:
         """Whether the study still needs a trial; if so the ask lock stays held until the
         objective starts, so two processes never both take the last one."""
         if lock is not None:
-            lock.acquire()
+            try:
+                lock.acquire()
+            except OSError as error:  # a full or read-only folder
+                from .journal import write_error
+
+                raise write_error(self.job.storage.shown, error) from None
             self.held = lock
         if sum(map(counts, study.get_trials(deepcopy=False))) < self.spec.planned:
             return True
@@ -172,14 +177,16 @@ class TrialRunner:
             self.held = None
 
     def objective(self, trial: Any) -> float:
-        self.release()
         path = Path(self.job.out) / f"trial-{trial.number:04d}.npz"
         attempt = self.attempt = _Attempt(trial.number, time.perf_counter(), path)
         self.channel.put(("started", self.job.index, trial.number))
         if self.handler is not None:
             self.handler.trial = trial.number
+        # Recorded before the ask lock goes: under it, a RUNNING trial without them has no
+        # process (its records were lost), and study.recover_stale fails it.
         trial.set_user_attr("host", HOST)
         trial.set_user_attr("pid", os.getpid())
+        self.release()
         try:
             if self.stopper.requested():
                 raise Interrupted("stopped before training", signum=self.stopper.requested())
@@ -309,11 +316,32 @@ def worker_main(job: Job, channel: Any, stop: Any) -> None:
         pass
     except BptrainError as failure:
         error = (int(failure.exit_code), str(failure), None)
-    except BaseException as failure:  # a bug: the coordinator reports it (exit 70)
-        error = (
-            int(ExitCode.INTERNAL),
-            f"internal error in sweep worker {job.index}: {type(failure).__name__}: {failure} "
-            "(this is a bug in bptrain; rerun with -v to see where, and report it)",
-            traceback.format_exc(),
-        )
+    except BaseException as failure:
+        cause = _storage_failure(failure)
+        if cause is not None:  # a journal write failed, then Optuna's own handling did too
+            error = (int(cause.exit_code), str(cause), None)
+        else:  # a bug: the coordinator reports it (exit 70)
+            error = _internal(job, failure)
     channel.put(("done", job.index, error))
+
+
+def _storage_failure(failure: BaseException) -> BptrainError | None:
+    """The journal write error behind `failure`: when Optuna cannot record a trial's end, its
+    finally clause raises an AssertionError of its own, with the write error as its context."""
+    from .journal import JournalWriteError  # imports Optuna, which a worker has
+
+    seen: BaseException | None = failure
+    while seen is not None:
+        if isinstance(seen, JournalWriteError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _internal(job: Job, failure: BaseException) -> tuple[int, str, str]:
+    return (
+        int(ExitCode.INTERNAL),
+        f"internal error in sweep worker {job.index}: {type(failure).__name__}: {failure} "
+        "(this is a bug in bptrain; rerun with -v to see where, and report it)",
+        traceback.format_exc(),
+    )
