@@ -1,3 +1,19 @@
 """Speed, optional by nature: compiled loops (numba), Winograd convolutions, GEMM in pieces on a
 fixed thread budget, BLAS thread limits, blocked im2col. The engine computes the same function
 without any of it (`BPTRAIN_KERNELS=numpy`)."""
+
+from __future__ import annotations
+
+from . import kernels
+
+
+def prepare() -> None:
+    """Choose the kernels once, up front, before the first product runs.
+
+    Reads and checks BPTRAIN_KERNELS (a bad value is a ConfigError, whatever the network), and
+    with the compiled loops loads them and sets the thread budget and BLAS's thread limit. Were
+    this left to the first layer that asks, a network's first products would run on BLAS's
+    own threads and the rest in pieces on the loops' threads: other bits on other thread
+    counts (an MLP never asks at all). Network calls it when it is built.
+    """
+    kernels.compiled()

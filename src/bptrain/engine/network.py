@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import accel
 from ..errors import ConfigError
 from ..functional import labels_of
 from .layers import LAYERS, Layer, MaxPool2D, Relu, Shape, fused
@@ -35,6 +36,7 @@ class Network:
         self.loss_layer = loss
         self.input_shape = tuple(int(d) for d in input_shape)
         self.dtype = np.dtype(dtype)
+        accel.prepare()  # the kernels and thread budget, chosen before any product runs
         # Layers that draw random numbers while training (dropout) keep this generator.
         self.rng = rng if rng is not None else np.random.default_rng()
         self.shapes = self._build(self.rng)
