@@ -342,3 +342,19 @@ def test_idle_loop_threads_sleep_when_blas_threads_need_the_cores(sgemm, given, 
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["True", str(sgemm), expected]
+
+
+@pytest.mark.parametrize("preset", ["mlp", "cnn"])
+def test_a_bad_kernel_choice_is_a_usage_error_for_every_network(preset, idx_folder) -> None:
+    """F23: checked when the network is built, not when a layer first asks (an MLP never did)."""
+    from cli_helpers import subprocess_env
+
+    data = ["--set", "data.dataset=idx", "--set", f"data.dir={idx_folder}"]
+    data += ["--set", "data.validation=100"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bptrain", "train", preset, *data, "--dry-run"],
+        env=subprocess_env() | {"BPTRAIN_KERNELS": "foo"}, capture_output=True, text=True,
+    )  # fmt: skip
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(errors) == 1 and "BPTRAIN_KERNELS is 'foo'" in errors[0], result.stderr

@@ -34,6 +34,8 @@ from ..errors import BptrainError, CheckFailed, ConfigError, DivergedError, Inte
 # Set by the MPI launchers: MPICH and Intel MPI (also under Slurm's srun --mpi=pmi2), Open MPI,
 # MVAPICH. A single process has none of them (or 1).
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+# The same launchers' names for this process's rank.
+RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 # Errors that every rank raises at the same point, from the same (summed or shared) numbers.
 COLLECTIVE = (DivergedError, Interrupted, CheckFailed)
 
@@ -42,6 +44,12 @@ def launched_size() -> int:
     """How many processes the MPI launcher started (1 when not under mpiexec or srun)."""
     sizes = [os.environ.get(name, "") for name in SIZE_VARIABLES]
     return max([int(s) for s in sizes if s.isdigit()] or [1])
+
+
+def launched_rank() -> int:
+    """This process's rank as the MPI launcher numbered it (0 when it says none)."""
+    ranks = [os.environ.get(name, "") for name in RANK_VARIABLES]
+    return max([int(r) for r in ranks if r.isdigit()] or [0])
 
 
 class RankStopped(BptrainError):
@@ -197,7 +205,12 @@ def train(request: Any, hooks: Any) -> dict[str, Any]:
     from .. import console
     from ..run import experiment
 
-    par = world()
+    try:
+        par = world()
+    except BptrainError as error:  # every rank meets it (no mpi4py): rank 0 alone says so
+        if launched_rank() == 0:
+            raise
+        raise RankStopped(str(error), int(error.exit_code)) from None
     if not par.is_root:
         console.configure(quiet=True)
         hooks = replace(hooks, emit=lambda record: None, progress=lambda n: None)
