@@ -182,7 +182,7 @@ def test_filter_transform_and_its_adjoint_are_adjoint() -> None:
 
 def test_a_run_with_winograd_convs_resumes_exactly_from_a_mid_epoch_checkpoint(tmp_path) -> None:
     from bptrain.engine.optimizers import OPTIMIZERS
-    from bptrain.engine.train import fit
+    from bptrain.engine.train import FitHooks, FitOptions, fit
     from bptrain.run import checkpoint
 
     rng0 = np.random.default_rng(4)
@@ -199,15 +199,14 @@ def test_a_run_with_winograd_convs_resumes_exactly_from_a_mid_epoch_checkpoint(t
         net = Network.from_specs(specs, (1, 8, 8), rng=rng)
         return net, OPTIMIZERS.build({"type": "adam", "lr": 0.01}), rng
 
-    common = dict(epochs=2, batch_size=20, val=(x[:40], t[:40]))
+    common = FitOptions(epochs=2, batch_size=20, val=(x[:40], t[:40]))
     net, opt, rng = fresh()
-    fit(net, opt, (x, t), rng=rng, **common)
+    fit(net, opt, (x, t), common, rng=rng)
     assert net.layers[4].images is not None  # the second conv ran Winograd's way
     net_a, opt_a, rng_a = fresh()
     calls = iter(range(10**6))
-    state_a = fit(
-        net_a, opt_a, (x, t), rng=rng_a, stop_requested=lambda: next(calls) == 8, **common
-    )
+    stop = FitHooks(stop_requested=lambda: next(calls) == 8)
+    state_a = fit(net_a, opt_a, (x, t), common, rng=rng_a, hooks=stop)
     assert state_a.interrupted and state_a.epoch == 1
     info = checkpoint.RunInfo(
         config={"seed": 8, "data": {"dataset": "idx"}}, seed=8, input_shape=(1, 8, 8),
@@ -216,7 +215,7 @@ def test_a_run_with_winograd_convs_resumes_exactly_from_a_mid_epoch_checkpoint(t
     path = checkpoint.save(tmp_path / "mid.npz", net_a, opt_a, state_a, rng_a, info)
     net_b, opt_b, rng_b = fresh()
     resumed = checkpoint.restore_training(checkpoint.load(path), net_b, opt_b, rng_b)
-    fit(net_b, opt_b, (x, t), rng=rng_b, state=resumed, **common)
+    fit(net_b, opt_b, (x, t), common, rng=rng_b, state=resumed)
     for name in net.arrays:
         assert np.array_equal(net_b.arrays[name], net.arrays[name]), name
     assert any(not np.array_equal(net.arrays[n], fresh()[0].arrays[n]) for n in net.arrays)

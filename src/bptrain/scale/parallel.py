@@ -25,10 +25,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from ..engine.layers import BatchNorm
+from ..engine.train import FitHooks
 from ..errors import BptrainError, CheckFailed, ConfigError, DivergedError, Interrupted
 
 # Set by the MPI launchers: MPICH and Intel MPI (also under Slurm's srun --mpi=pmi2), Open MPI,
@@ -98,17 +101,27 @@ class Parallel:
         self.comm.bcast(("failed", int(code), str(error)), root=0)
         self.started = True
 
-    def setup(self, network: Any, seed: int, sync_batch_norm: bool) -> None:
-        """Per-rank dropout masks; BatchNorm statistics summed over the ranks when asked."""
-        from ..engine.layers import BatchNorm, Dropout
+    def setup(self, network: Any, seed: int, sync_batch_norm: bool, hooks: FitHooks) -> FitHooks:
+        """Per-rank dropout masks; BatchNorm statistics summed over the ranks when asked; and
+        `hooks` for fit() with this world's gradient step, buffer averaging and stop test."""
+        from ..engine.layers import Dropout
 
         self.comm.Barrier()  # the ranks start together: epoch 1's time is training, not loading
         self.comm_seconds = 0.0
         for layer in network.layers:
             if isinstance(layer, Dropout) and self.size > 1:
                 layer.rng = np.random.default_rng([seed, self.rank])
-            if isinstance(layer, BatchNorm):
-                layer.sync = self.sum if sync_batch_norm else None
+            if isinstance(layer, BatchNorm) and sync_batch_norm:
+                # The layer becomes a SyncBatchNorm in place: the network, its fused runs and
+                # the optimizer keep the very same object and arrays.
+                layer.__class__ = SyncBatchNorm
+                layer.world = self
+        return replace(
+            hooks,
+            gradient=self.gradient,
+            epoch_end=self.average_buffers,  # one model on every rank for validation
+            stop_requested=self.watch(hooks.stop_requested or (lambda: False)),
+        )
 
     # -- every step -------------------------------------------------------------------------
 
@@ -198,10 +211,34 @@ class Parallel:
         return error  # not reached: Abort ends every process of the job
 
 
+class SyncBatchNorm(BatchNorm):
+    """BatchNorm whose batch statistics, and the sums its input gradient needs, are the whole
+    batch's: every rank's sums added (train.sync_batch_norm). The parameter gradients stay
+    this rank's share; the gradient step adds them up with the others."""
+
+    world: Parallel  # set by Parallel.setup
+
+    def batch_statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every rank's per-channel sums and count, then the centred squares about their mean."""
+        from ..engine.layers.norm import channel_sum, channel_sums_of_squares
+
+        c = x.shape[1]
+        total = self.world.sum(np.append(channel_sum(x), x.size // c).astype(x.dtype))
+        sums, m = total[:-1], total[-1]
+        mean = sums / m
+        self.total_count = m
+        return mean, self.world.sum(channel_sums_of_squares(x, mean)) / m
+
+    def batch_sums(
+        self, dgamma: np.ndarray, dbeta: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        c = dgamma.shape[0]
+        total = self.world.sum(np.concatenate([dgamma, dbeta]))
+        return total[:c], total[c:], self.total_count
+
+
 def train(request: Any, hooks: Any) -> dict[str, Any]:
     """`bptrain train` on every rank of the MPI job (see the module's docstring)."""
-    from dataclasses import replace
-
     from .. import console
     from ..run import experiment
 

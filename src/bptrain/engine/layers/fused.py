@@ -111,7 +111,7 @@ def forward(
 
 def _roles(run: list[Layer]) -> tuple[BatchNorm | None, MaxPool2D, Relu | None]:
     """A run's (norm, pool, relu), None for a layer it does not have."""
-    norm = run[0] if type(run[0]) is BatchNorm else None
+    norm = run[0] if isinstance(run[0], BatchNorm) else None
     relu = run[-1] if type(run[-1]) is Relu else None
     return norm, run[1 if norm else 0], relu
 

@@ -14,7 +14,7 @@ vectors tiled R times: a ufunc's inner loop then runs over thousands of values i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -72,6 +72,13 @@ def channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return channel_sum(a * b)
     axes = ma[1]
     return np.einsum(f"{axes},{axes}->c", ma[0], mb[0])
+
+
+def channel_sums_of_squares(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Per-channel sums of (x - mean)^2 over channels-innermost `x`, centred first (no
+    cancellation), tile by tile."""
+    xw = _wide(x)  # (M / R, R * C) view
+    return BatchNorm._centered_squares(xw, _widen(mean, xw), x.shape[1])
 
 
 def _channels_innermost(a: np.ndarray) -> np.ndarray:
@@ -161,9 +168,6 @@ class BatchNorm(Layer):
             raise ConfigError(f"must be > 0, got {eps}", path="eps")
         self.momentum = float(momentum)
         self.eps = float(eps)
-        # Under MPI with train.sync_batch_norm: sums an array over the ranks, so the batch
-        # statistics (and their gradients) are the whole batch's, not this rank's slice's.
-        self.sync: Callable[[np.ndarray], np.ndarray] | None = None
 
     def build(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> Shape:
         if len(input_shape) not in (1, 3):
@@ -200,26 +204,8 @@ class BatchNorm(Layer):
         (the batch's, folded into the running ones, or the running ones) and what backward
         keeps. Returns the per-channel scale gamma / std; y = (x - mean) * scale + beta.
         """
-        fast = kernels.compiled()
-        xw = _wide(x)  # (M / R, R * C) view
-        c, one = x.shape[1], x.dtype.type(1)
-        if train and fast is not None and self.sync is None:
-            self.m = x.dtype.type(x.size // c)
-            mean, var = self._one_pass_statistics(fast, x)
-            self._fold(mean, var)
-        elif train:
-            m = x.dtype.type(x.size // c)
-            sums = channel_sum(x) if fast is None else fast.channel_sums(_rows(x)).astype(x.dtype)
-            if self.sync is not None:
-                total = self.sync(np.append(sums, m).astype(x.dtype))
-                sums, m = total[:-1], total[-1]
-            mean = sums / m
-            if fast is None:
-                var = self._centered_squares(xw, _widen(mean, xw), c)
-            else:
-                var = fast.centered_squares(_rows(x), mean).astype(x.dtype)
-            var = (var if self.sync is None else self.sync(var)) / m
-            self.m = m
+        if train:
+            mean, var = self.batch_statistics(x)
             self._fold(mean, var)
         else:
             mean, var = self.buffers["running_mean"], self.buffers["running_var"]
@@ -227,7 +213,20 @@ class BatchNorm(Layer):
         # Kept for backward, which recomputes x - mean tile by tile from x itself (layers
         # never write into their inputs): cheaper than storing a normalized copy.
         self.x, self.mean, self.std, self.batch_stats = x, mean.copy(), std, train
-        return self.params["gamma"] * (one / std)
+        return self.params["gamma"] * (x.dtype.type(1) / std)
+
+    def batch_statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The per-channel mean and biased variance of channels-innermost `x`, this batch's.
+
+        Data-parallel training with train.sync_batch_norm makes each BatchNorm a
+        SyncBatchNorm (scale/parallel.py), whose statistics are the whole batch's.
+        """
+        fast = kernels.compiled()
+        if fast is not None:
+            return self._one_pass_statistics(fast, x)
+        m = x.dtype.type(x.size // x.shape[1])
+        mean = channel_sum(x) / m
+        return mean, channel_sums_of_squares(x, mean) / m
 
     def _one_pass_statistics(self, fast: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The batch's per-channel mean and biased variance of channels-innermost `x`, from
@@ -300,7 +299,6 @@ class BatchNorm(Layer):
         mean)); return (scale, q, p) for dx = ((x - mean) * q + dout + p) * scale, or
         (scale, None, None) under running statistics, where dx = dout * scale.
         """
-        c = self.x.shape[1]
         self.grads["beta"][...] = dbeta
         self.grads["gamma"][...] = dxc / self.std  # sum(dout * xhat), xhat = (x - mean) / std
         scale = self.params["gamma"] / self.std  # (C,)
@@ -310,12 +308,16 @@ class BatchNorm(Layer):
         # dx = gamma / std * (dout - (sum(dout) + xhat * sum(dout * xhat)) / m),
         # evaluated per tile as ((x - mean) * q + dout + p) * gamma / std with per-channel
         # q = -sum(dout * xhat) / (m * std) and p = -sum(dout) / m.
-        m = dtype.type(self.x.size // c)
-        dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
-        if self.sync is not None:  # the whole batch's sums; grads stay this rank's share
-            total = self.sync(np.concatenate([dgamma, dbeta]))
-            dgamma, dbeta, m = total[:c], total[c:], self.m
+        dgamma, dbeta, count = self.batch_sums(self.grads["gamma"], self.grads["beta"])
+        m = dtype.type(count)
         return scale, -dgamma / (m * self.std), -dbeta / m
+
+    def batch_sums(
+        self, dgamma: np.ndarray, dbeta: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """The sums over the batch that dx depends on, and how many values each adds:
+        this batch's here, the whole batch's in a SyncBatchNorm (scale/parallel.py)."""
+        return dgamma, dbeta, self.x.size // self.x.shape[1]
 
     @staticmethod
     def _gradient_sums(
