@@ -41,3 +41,9 @@ def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     e /= e.sum(axis=-1, keepdims=True)
     return e
+
+
+def index_type(count: int) -> np.dtype:
+    """The smallest unsigned integer type that holds indices 0 .. count - 1 (a pooling
+    window's argmax: one byte covers windows up to 16x16)."""
+    return np.min_scalar_type(max(count - 1, 0))

@@ -4,6 +4,12 @@ without any of it (`BPTRAIN_KERNELS=numpy`)."""
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
 from . import kernels
 
 
@@ -17,3 +23,20 @@ def prepare() -> None:
     counts (an MLP never asks at all). Network calls it when it is built.
     """
     kernels.compiled()
+
+
+def for_layer(layer: Any, x: np.ndarray, train: bool) -> ModuleType | None:
+    """The accel/ way to run `layer` on `x`, or None: then the layer runs its own NumPy body.
+
+    The answer is a module with forward(layer, x) and backward(layer, dout). Layers are
+    looked up by class name: accel/ sits below the engine and never imports it.
+    """
+    name = _FOR_LAYER.get(type(layer).__name__)
+    if name is None:
+        return None
+    fast = importlib.import_module(f"{__name__}.{name}")
+    return fast if fast.applies(layer, x, train) else None
+
+
+# Layer class -> the accel/ module that runs it fast.
+_FOR_LAYER = {"FusedRun": "fused"}

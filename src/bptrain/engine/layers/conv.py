@@ -144,11 +144,6 @@ class Conv2D(Layer):
         dx = winograd.input_grad(dy, self.params["W"], self.pad, (h, w))
         return dx.transpose(2, 3, 0, 1)  # (N, C, H, W) over (H, W, N, C) memory
 
-    def reads_channels_last(self, input_dtype: np.dtype) -> bool:
-        """Whether forward reads its input as (H, W, N, C) memory (Winograd) rather than
-        (C, H, W, N) (im2col's copy): the layout a fused run before it should hand over."""
-        return winograd.usable(input_dtype, self.params["W"], self.stride)
-
     def __repr__(self) -> str:
         return (
             f"Conv2D(filters={self.filters}, kernel={self.kernel}, stride={self.stride}, "

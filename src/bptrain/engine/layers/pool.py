@@ -13,6 +13,7 @@ import numpy as np
 
 from ...accel import kernels
 from ...accel.im2col import Pair, offsets, output_size, window
+from ...functional import index_type
 from .base import LAYERS, Layer, Shape
 from .image import check_fits, image_shape, positive
 
@@ -52,11 +53,6 @@ TILE_BYTES = 1 << 20
 def _tile_rows(out_rows: int, bytes_per_row: int) -> int:
     """Output rows per tile: about TILE_BYTES of input each, at least one row."""
     return min(out_rows, max(1, TILE_BYTES // max(bytes_per_row, 1)))
-
-
-def index_type(count: int) -> np.dtype:
-    """The smallest unsigned integer type that holds indices 0 .. count - 1."""
-    return np.min_scalar_type(max(count - 1, 0))
 
 
 def _first_max(views: list[np.ndarray], best: np.ndarray, arg: np.ndarray) -> None:
