@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from bptrain.accel import blas, im2col, kernels, matmul
+from bptrain.accel import blas, kernels, matmul
+from bptrain.engine.layers import im2col
 from layer_helpers import built
 
 numba = pytest.importorskip("numba", reason="the fast extra (numba) is not installed")

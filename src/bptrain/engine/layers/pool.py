@@ -12,8 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...accel import kernels
-from ...accel.im2col import Pair, offsets, output_size, window
-from ...functional import index_type
+from ...functional import Pair, index_type, offsets, output_size, window
 from .base import LAYERS, Layer, Shape
 from .image import check_fits, image_shape, positive
 
