@@ -64,7 +64,7 @@ def forward(run: Any, x: np.ndarray) -> np.ndarray:
     # backward() below needs only the pool's argmax planes and its input's shape: the pool
     # keeps no input (with BatchNorm there was none; else it would hold the conv's output).
     pool.x, pool.x_shape = None, x.shape
-    pool.arg = arg.reshape(oh, ow, n * c)  # the compiled pool's own argmax planes
+    pool.arg_max = arg.reshape(oh, ow, n * c)  # the compiled pool's own argmax planes
     if relu is not None:
         relu.mask = mask.transpose(2, 3, 0, 1)  # (N, C, OH, OW) view of the planes
     if for_conv is not None and _reads_channels_last(for_conv, x.dtype):
@@ -92,12 +92,12 @@ def backward(run: Any, dout: np.ndarray) -> np.ndarray:
     norm, pool, relu = run.norm, run.pool, run.relu
     mask = None if relu is None else relu.mask.transpose(2, 3, 0, 1)  # (OH, OW, N, C)
     d = np.ascontiguousarray(dout.transpose(2, 3, 0, 1))  # (OH, OW, N, C)
-    arg = pool.arg.reshape(d.shape)
+    arg = pool.arg_max.reshape(d.shape)
     if norm is None:
         n, c, h, w = pool.x_shape
         dx = np.empty((h, w, n * c), dtype=d.dtype)
         flat = (d.shape[0], d.shape[1], n * c)
-        fast.max_pool_dx(d.reshape(flat), pool.arg, pool.size, dx, _flat(mask))
+        fast.max_pool_dx(d.reshape(flat), pool.arg_max, pool.size, dx, _flat(mask))
         return dx.reshape(h, w, n, c).transpose(2, 3, 0, 1)
     x = norm.x
     n, c, h, w = x.shape
