@@ -39,4 +39,9 @@ def for_layer(layer: Any, x: np.ndarray, train: bool) -> ModuleType | None:
 
 
 # Layer class -> the accel/ module that runs it fast.
-_FOR_LAYER = {"Conv2D": "conv", "MaxPool2D": "pool", "FusedRun": "fused"}
+_FOR_LAYER = {
+    "BatchNorm": "batch_norm",
+    "Conv2D": "conv",
+    "MaxPool2D": "pool",
+    "FusedRun": "fused",
+}

@@ -20,13 +20,15 @@ from typing import Any
 import numpy as np
 
 from ..functional import index_type
-from . import kernels, winograd
+from . import batch_norm, kernels, winograd
 
 
 def applies(run: Any, x: np.ndarray, train: bool) -> bool:
     """Whether `run` can go as one pass on `x`: training (inference needs no backward), the
-    compiled loops loaded, and x pixel-major (a conv's output)."""
-    return train and kernels.compiled() is not None and _pixel_major(x) is not None
+    compiled loops loaded, x pixel-major (a conv's output), and a BatchNorm that runs the
+    fast way itself (batch_norm.applies: a SyncBatchNorm's members go one by one)."""
+    norm_ok = run.norm is None or batch_norm.applies(run.norm, x, train)
+    return train and norm_ok and kernels.compiled() is not None and _pixel_major(x) is not None
 
 
 def _pixel_major(x: np.ndarray) -> np.ndarray | None:
@@ -54,7 +56,7 @@ def forward(run: Any, x: np.ndarray) -> np.ndarray:
     arg = np.empty(out.shape, dtype=index_type(s * s))
     mask = np.empty(out.shape, dtype=np.bool_) if relu else None
     if norm is not None:
-        scale = norm.prepare(x, True)
+        scale = batch_norm.prepare(norm, x, True)
         fast.norm_max_pool(planes, norm.mean, scale, norm.params["beta"], s, out, arg, mask)
     else:
         flat = (oh, ow, n * c)  # the compiled pool's own (H, W, N*C) planes
@@ -103,7 +105,7 @@ def backward(run: Any, dout: np.ndarray) -> np.ndarray:
     n, c, h, w = x.shape
     planes = x.transpose(2, 3, 0, 1)  # (H, W, N, C), contiguous (forward checked it)
     dbeta, dxc = fast.pooled_gradient_sums(planes, norm.mean, d, arg, pool.size, mask)
-    scale, q, p = norm.gradient_factors(dbeta, dxc, d.dtype)
+    scale, q, p = batch_norm.gradient_factors(norm, dbeta, dxc, d.dtype)
     dx = np.empty((h, w, n, c), dtype=d.dtype)
     fast.norm_max_pool_dx(planes, norm.mean, d, arg, pool.size, q, p, scale, dx, mask)
     return dx.transpose(2, 3, 0, 1)

@@ -212,29 +212,17 @@ class Parallel:
 
 
 class SyncBatchNorm(BatchNorm):
-    """BatchNorm whose batch statistics, and the sums its input gradient needs, are the whole
-    batch's: every rank's sums added (train.sync_batch_norm). The parameter gradients stay
-    this rank's share; the gradient step adds them up with the others."""
+    """BatchNorm whose batch means (the statistics, and the two its input gradient takes) are
+    the whole batch's: every rank's sums added (train.sync_batch_norm). It runs the book's
+    NumPy body (engine/layers/norm.py). The parameter gradients stay this rank's share; the
+    gradient step adds them up with the others."""
 
     world: Parallel  # set by Parallel.setup
 
-    def batch_statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every rank's per-channel sums and count, then the centred squares about their mean."""
-        from ..engine.layers.norm import channel_sum, channel_sums_of_squares
-
-        c = x.shape[1]
-        total = self.world.sum(np.append(channel_sum(x), x.size // c).astype(x.dtype))
-        sums, m = total[:-1], total[-1]
-        mean = sums / m
-        self.total_count = m
-        return mean, self.world.sum(channel_sums_of_squares(x, mean)) / m
-
-    def batch_sums(
-        self, dgamma: np.ndarray, dbeta: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, float]:
-        c = dgamma.shape[0]
-        total = self.world.sum(np.concatenate([dgamma, dbeta]))
-        return total[:c], total[c:], self.total_count
+    def batch_mean(self, a: np.ndarray) -> np.ndarray:
+        """The per-channel mean over every rank's rows: one sum of the sums and the counts."""
+        total = self.world.sum(np.append(a.sum(axis=0), a.shape[0]).astype(a.dtype))
+        return total[:-1] / total[-1]
 
 
 def train(request: Any, hooks: Any) -> dict[str, Any]:
