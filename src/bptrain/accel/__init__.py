@@ -14,15 +14,19 @@ from . import kernels
 
 
 def prepare() -> None:
-    """Choose the kernels once, up front, before the first product runs.
+    """Choose the kernels up front, before the first product runs.
 
-    Reads and checks BPTRAIN_KERNELS (a bad value is a ConfigError, whatever the network), and
-    with the compiled loops loads them and sets the thread budget and BLAS's thread limit. Were
-    this left to the first layer that asks, a network's first products would run on BLAS's
-    own threads and the rest in pieces on the loops' threads: other bits on other thread
-    counts (an MLP never asks at all). Network calls it when it is built.
+    Reads and checks BPTRAIN_KERNELS (a bad value is a ConfigError, whatever the network).
+    When BLAS has more than one thread, loads the compiled loops now, which sets their thread
+    budget and moves the products into pieces on their threads with BLAS on one (kernels.py).
+    Were that left to the first layer that asks, a network's first products would run on
+    BLAS's own threads and the rest in pieces: other bits on other thread counts (an MLP
+    never asked at all). On one BLAS thread every product has the one-thread bits whenever
+    the loops load, so they still load on first use (an SGD MLP never pays numba's import).
+    Network calls this when it is built.
     """
-    kernels.compiled()
+    if kernels.choice() != "numpy" and kernels.blas_threads() > 1:
+        kernels.compiled()
 
 
 def for_layer(layer: Any, x: np.ndarray, train: bool) -> ModuleType | None:

@@ -90,6 +90,11 @@ def _blas_threads() -> int | None:
     return max(counts) if counts else None
 
 
+def blas_threads() -> int:
+    """The BLAS library's thread count now, 1 when no BLAS library is found."""
+    return _blas_threads() or 1
+
+
 def _numba_threads(threads: int | None) -> int:
     """Set numba's thread count (capped at its pool) when given; return the previous one."""
     import numba
