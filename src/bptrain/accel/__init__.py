@@ -29,6 +29,12 @@ def prepare() -> None:
         kernels.compiled()
 
 
+def loops() -> ModuleType | None:
+    """The compiled loops (accel/compiled.py), or None when the NumPy code is to run: for the
+    optimizers' and the weight average's one-sweep steps, which give NumPy's very bits."""
+    return kernels.compiled()
+
+
 def for_layer(layer: Any, x: np.ndarray, train: bool) -> ModuleType | None:
     """The accel/ way to run `layer` on `x`, or None: then the layer runs its own NumPy body.
 
