@@ -38,7 +38,7 @@ from bptrain.accel import kernels
 from bptrain.config import load_config
 from bptrain.engine.network import Network
 from bptrain.engine.optimizers import OPTIMIZERS
-from bptrain.engine.train import fit
+from bptrain.engine.train import FitHooks, FitOptions, fit
 from bptrain.run.parts import PARTS
 from common import ROOT, fashion_dir, machine, median_time, mnist_shaped, update_readme, write_json
 
@@ -134,9 +134,10 @@ def bptrain_runner(bench: Bench, data) -> Runner:
     opt = OPTIMIZERS.build(bench.optimizer)
     train = (x[: bench.samples], t[: bench.samples])
     progress = _NullProgress()
+    one_epoch = FitOptions(epochs=1, batch_size=100)
 
     def epoch() -> None:
-        fit(net, opt, train, epochs=1, batch_size=100, rng=rng, on_batch=progress)
+        fit(net, opt, train, one_epoch, rng=rng, hooks=FitHooks(on_batch=progress))
 
     def finish(repeats: int) -> dict:
         eval_seconds, _ = median_time(lambda: net.evaluate(x_test, t_test, 1000), repeats)

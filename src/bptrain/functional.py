@@ -7,6 +7,7 @@ The seed's softmax and cross_entropy_error are not here: the loss layer fuses th
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -41,3 +42,32 @@ def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     e /= e.sum(axis=-1, keepdims=True)
     return e
+
+
+def index_type(count: int) -> np.dtype:
+    """The smallest unsigned integer type that holds indices 0 .. count - 1 (a pooling
+    window's argmax: one byte covers windows up to 16x16)."""
+    return np.min_scalar_type(max(count - 1, 0))
+
+
+# --- image windows: shared by the conv and pooling layers and accel/'s convolutions ---------
+
+Pair = tuple[int, int]
+
+
+def output_size(size: int, kernel: int, stride: int, pad: int = 0) -> int:
+    """Window positions along one axis: floor((size + 2*pad - kernel) / stride) + 1."""
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def window(x: np.ndarray, i: int, j: int, stride: int, out_hw: Pair) -> np.ndarray:
+    """The inputs under kernel offset (i, j) for every output pixel: a (N, C, OH, OW) view."""
+    oh, ow = out_hw
+    return x[:, :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride]
+
+
+def offsets(kernel: Pair) -> Iterator[tuple[int, int, int]]:
+    """(k, i, j) for every kernel offset (i, j), k its flat index in row-major order."""
+    kh, kw = kernel
+    for k in range(kh * kw):
+        yield k, k // kw, k % kw

@@ -8,10 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-from bptrain.accel import blas, im2col, kernels
+from bptrain.accel import blas, conv_blocks, kernels
+from bptrain.accel import conv as accel_conv
 from bptrain.engine.averaging import WeightAverage
+from bptrain.engine.layers import im2col
 from bptrain.engine.optimizers import OPTIMIZERS
 from bptrain.errors import ConfigError
+from bptrain.functional import output_size
 from layer_helpers import LAYOUTS, built, in_layout
 
 numba = pytest.importorskip("numba", reason="the fast extra (numba) is not installed")
@@ -162,7 +165,8 @@ def test_max_pool_kink_state_tracks_the_winner_when_compiled(monkeypatch) -> Non
 def test_max_pool_other_layouts_keep_the_numpy_path(monkeypatch) -> None:
     monkeypatch.setattr(kernels, "_loaded", [])
     x = in_layout(np.random.default_rng(7).standard_normal((2, 3, 4, 4)), "C")
-    assert len(max_pool_pass(x, 2)[2]) == 2  # the two-stage NumPy argmaxes
+    kink = max_pool_pass(x, 2)[2]  # the book's argmax rows, (C, OH*OW*N)
+    assert len(kink) == 1 and kink[0].shape == (3, 2 * 2 * 2)
 
 
 # (N, C, H, W, filters, kernel, stride, padding): the presets' convs (one channel, 32
@@ -177,7 +181,8 @@ CONVS = [
 
 
 def conv_pass(x, filters, kernel, stride, padding, dout_seed=8):
-    """A conv2d layer's (out, dx, dW, db) on x, for a fixed random dout."""
+    """A conv2d layer's (out, dx, dW, db) on x, for a fixed random dout, run accel/conv.py's
+    blocked way (its gather and sums compiled, or NumPy's statements of them)."""
     layer = built(
         {
             "type": "conv2d",
@@ -189,20 +194,20 @@ def conv_pass(x, filters, kernel, stride, padding, dout_seed=8):
         x.shape[1:],
         x.dtype.type,
     )
-    out = layer.forward(x, train=True)
+    out = accel_conv.forward(layer, x)
     dout = np.random.default_rng(dout_seed).standard_normal(out.shape).astype(x.dtype)
-    dx = layer.backward(dout)
+    dx = accel_conv.backward(layer, dout)
     return out.copy(), dx.copy(), layer.grads["W"].copy(), layer.grads["b"].copy()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", CONVS)
-@pytest.mark.parametrize("block_bytes", [64, im2col.BLOCK_BYTES])  # many blocks, or one
+@pytest.mark.parametrize("block_bytes", [64, conv_blocks.BLOCK_BYTES])  # many blocks, or one
 def test_conv_gather_and_sums_compiled_are_the_numpy_bits(
     dtype, shape, block_bytes, monkeypatch
 ) -> None:
     n, c, h, w, filters, kernel, stride, padding = shape
-    monkeypatch.setattr(im2col, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(conv_blocks, "BLOCK_BYTES", block_bytes)
     x = np.random.default_rng(9).standard_normal((n, c, h, w)).astype(dtype)
     fast, slow = both_ways(lambda: conv_pass(x, filters, kernel, stride, padding), monkeypatch)
     for a, b in zip(fast, slow, strict=True):
@@ -216,14 +221,30 @@ def test_im2col_and_col2im_compiled_are_the_numpy_bits(shape, monkeypatch) -> No
     kernel = kernel if isinstance(kernel, tuple) else (kernel, kernel)
     x = np.random.default_rng(10).standard_normal((n, c, h, w))
     pad = (padding, padding)
-    cols = both_ways(lambda: im2col.im2col(x, kernel, stride, pad, ones_row=True), monkeypatch)
+    oh = output_size(h, kernel[0], stride, pad[0])
+    ow = output_size(w, kernel[1], stride, pad[1])
+
+    def gathered():  # accel's gather over every output row at once: the whole columns
+        cols = np.empty((c * kernel[0] * kernel[1], oh * ow * n))
+        conv_blocks.gather(conv_blocks.pixel_major(x, pad), kernel, stride, slice(0, oh), ow, cols)
+        return cols
+
+    def summed_back(grads):  # and its sums, into the padded (C, Hp, Wp, N) gradient
+        dxp = np.zeros((c, h + 2 * pad[0], w + 2 * pad[1], n))
+        conv_blocks.add_patches(dxp, grads, kernel, stride, slice(0, oh), ow)
+        return dxp.transpose(3, 0, 1, 2)[:, :, pad[0] : pad[0] + h, pad[1] : pad[1] + w]
+
+    cols = both_ways(gathered, monkeypatch)
     assert np.array_equal(*cols)
-    assert np.array_equal(cols[0][-1], np.ones(cols[0].shape[1]))  # the bias's row
-    grads = np.random.default_rng(11).standard_normal(cols[0][:-1].shape)
-    summed = both_ways(lambda: im2col.col2im(grads, x.shape, kernel, stride, pad), monkeypatch)
+    book = im2col.im2col(x, kernel, stride, pad, ones_row=True)  # the book's whole-batch form
+    assert np.array_equal(book[:-1], cols[0])
+    assert np.array_equal(book[-1], np.ones(book.shape[1]))  # the bias's row
+    grads = np.random.default_rng(11).standard_normal(cols[0].shape)
+    summed = both_ways(lambda: summed_back(grads), monkeypatch)
     assert np.array_equal(*summed)
+    assert np.array_equal(im2col.col2im(grads, x.shape, kernel, stride, pad), summed[0])
     # Adjointness pins the sums down on their own: <im2col(x), g> = <x, col2im(g)>.
-    np.testing.assert_allclose(np.vdot(cols[0][:-1], grads), np.vdot(x, summed[0]), rtol=1e-10)
+    np.testing.assert_allclose(np.vdot(cols[0], grads), np.vdot(x, summed[0]), rtol=1e-10)
 
 
 def test_conv_results_do_not_depend_on_the_thread_count(monkeypatch) -> None:
@@ -342,3 +363,19 @@ def test_idle_loop_threads_sleep_when_blas_threads_need_the_cores(sgemm, given, 
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["True", str(sgemm), expected]
+
+
+@pytest.mark.parametrize("preset", ["mlp", "cnn"])
+def test_a_bad_kernel_choice_is_a_usage_error_for_every_network(preset, idx_folder) -> None:
+    """F23: checked when the network is built, not when a layer first asks (an MLP never did)."""
+    from cli_helpers import subprocess_env
+
+    data = ["--set", "data.dataset=idx", "--set", f"data.dir={idx_folder}"]
+    data += ["--set", "data.validation=100"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bptrain", "train", preset, *data, "--dry-run"],
+        env=subprocess_env() | {"BPTRAIN_KERNELS": "foo"}, capture_output=True, text=True,
+    )  # fmt: skip
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(errors) == 1 and "BPTRAIN_KERNELS is 'foo'" in errors[0], result.stderr

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from bptrain.accel import blas, im2col, kernels, matmul
+from bptrain.accel import blas, kernels, matmul
+from bptrain.engine.layers import im2col
 from layer_helpers import built
 
 numba = pytest.importorskip("numba", reason="the fast extra (numba) is not installed")
@@ -202,14 +203,39 @@ def test_float64_products_take_numpy(budget, calls) -> None:
     assert not calls
 
 
+def trains_alike_on_one_and_two_threads(tmp_path, source, *settings) -> None:
+    """`bptrain train SOURCE` as real processes with --threads 1 and --threads 2: the same
+    records (timing and the checkpoint's name aside) and the same bits in every array."""
+    import subprocess
+    import sys
+
+    from cli_helpers import records, subprocess_env, without_timing
+
+    runs = []
+    for threads in (1, 2):
+        out = tmp_path / f"t{threads}.npz"
+        result = subprocess.run(
+            [sys.executable, "-m", "bptrain", "-q", "train", source, *settings, "--threads",
+             str(threads), "--out", out],
+            capture_output=True, env=subprocess_env(), timeout=120, check=True,
+        )  # fmt: skip
+        runs.append((without_timing(records(result.stdout.decode())), np.load(out)))
+    (a, weights_a), (b, weights_b) = runs
+    for record in (*a, *b):
+        record.pop("checkpoint", None)  # t1.npz and t2.npz
+    assert a == b
+    assert weights_a.files == weights_b.files
+    arrays = [name for name in weights_a.files if name != "__meta__"]  # __meta__: run info
+    assert any(name.startswith("param/") for name in arrays)
+    for name in arrays:
+        assert np.array_equal(weights_a[name], weights_b[name]), name
+
+
 def test_training_on_two_threads_gives_the_one_thread_run(tmp_path, idx_folder) -> None:
     """End to end, real processes: `--threads 2` trains a conv net to the same bits as
     `--threads 1` (the second conv in Winograd's blocks, the first conv's forward rows and
     the dense layer's columns in pieces)."""
-    import subprocess
-    import sys
-
-    from cli_helpers import records, small_config, subprocess_env, without_timing, write_config
+    from cli_helpers import small_config, write_config
 
     config = small_config(idx_folder, epochs=1, batch_size=100)
     config["model"]["layers"] = [
@@ -224,22 +250,14 @@ def test_training_on_two_threads_gives_the_one_thread_run(tmp_path, idx_folder) 
         {"type": "relu"},
         {"type": "affine", "units": 10},
     ]
-    path = write_config(tmp_path / "conv.yaml", config)
-    runs = []
-    for threads in (1, 2):
-        out = tmp_path / f"t{threads}.npz"
-        result = subprocess.run(
-            [sys.executable, "-m", "bptrain", "-q", "train", path, "--threads", str(threads),
-             "--out", out],
-            capture_output=True, env=subprocess_env(), timeout=120, check=True,
-        )  # fmt: skip
-        runs.append((without_timing(records(result.stdout.decode())), np.load(out)))
-    (a, weights_a), (b, weights_b) = runs
-    for record in (*a, *b):
-        record.pop("checkpoint", None)  # t1.npz and t2.npz
-    assert a == b
-    assert weights_a.files == weights_b.files
-    arrays = [name for name in weights_a.files if name != "__meta__"]  # __meta__: run info
-    assert any(name.startswith("param/") for name in arrays)
-    for name in arrays:
-        assert np.array_equal(weights_a[name], weights_b[name]), name
+    trains_alike_on_one_and_two_threads(tmp_path, write_config(tmp_path / "conv.yaml", config))
+
+
+@pytest.mark.parametrize("preset", ["mlp", "mlp-deep"])
+def test_the_mlp_presets_train_to_the_same_bits_on_two_threads(tmp_path, idx_folder, preset):
+    """The same for the MLP presets (F3): their first products ran on BLAS's own threads
+    when the compiled loops loaded lazily (mlp never loaded them, mlp-deep at its first
+    BatchNorm), so --threads 2 gave other bits. mlp-deep brings BatchNorm, dropout and Adam."""
+    data = ["--set", "data.dataset=idx", "--set", f"data.dir={idx_folder}"]
+    settings = ["--set", "data.validation=100", "--set", "train.epochs=2"]
+    trains_alike_on_one_and_two_threads(tmp_path, preset, *data, *settings)

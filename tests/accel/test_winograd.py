@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from bptrain.accel import blas, im2col, kernels, winograd
+from bptrain.accel import blas, kernels, winograd
+from bptrain.engine.layers import im2col
 from bptrain.engine.network import Network
 from layer_helpers import built
 
@@ -149,7 +150,7 @@ def test_the_pooled_output_before_a_winograd_conv_is_its_channels_last_memory(bu
     conv.forward, conv.backward = spy_forward, spy_backward
     x = np.random.default_rng(4).standard_normal((5, 2, 8, 8)).astype(np.float32)
     net.gradient(x, np.array([0, 1, 2, 0, 1]))
-    assert net._ran_fused  # the run went fused
+    assert any(getattr(layer, "fast", None) for layer in net.chain)  # the run went fused
     assert seen["x"].transpose(2, 3, 0, 1).flags.c_contiguous  # (H, W, N, C)
     assert np.shares_memory(seen["x"], conv.images)  # read as it came
     assert seen["dx"].transpose(2, 3, 0, 1).flags.c_contiguous
@@ -163,7 +164,8 @@ def test_numpy_kernels_run_im2col_and_agree_with_winograd(monkeypatch) -> None:
     monkeypatch.setenv("BPTRAIN_KERNELS", "numba")
     monkeypatch.setattr(kernels, "_loaded", [])
     fast = conv_pass(x, 16)
-    assert plain[0].images is None and fast[0].images is not None
+    assert plain[0].fast is None and getattr(plain[0], "images", None) is None
+    assert fast[0].images is not None
     for a, b in zip(plain[1:], fast[1:], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(a).max())
         assert not np.array_equal(a, b)  # two computations, not one twice
@@ -182,7 +184,7 @@ def test_filter_transform_and_its_adjoint_are_adjoint() -> None:
 
 def test_a_run_with_winograd_convs_resumes_exactly_from_a_mid_epoch_checkpoint(tmp_path) -> None:
     from bptrain.engine.optimizers import OPTIMIZERS
-    from bptrain.engine.train import fit
+    from bptrain.engine.train import FitHooks, FitOptions, fit
     from bptrain.run import checkpoint, restore
 
     rng0 = np.random.default_rng(4)
@@ -199,15 +201,14 @@ def test_a_run_with_winograd_convs_resumes_exactly_from_a_mid_epoch_checkpoint(t
         net = Network.from_specs(specs, (1, 8, 8), rng=rng)
         return net, OPTIMIZERS.build({"type": "adam", "lr": 0.01}), rng
 
-    common = dict(epochs=2, batch_size=20, val=(x[:40], t[:40]))
+    common = FitOptions(epochs=2, batch_size=20, val=(x[:40], t[:40]))
     net, opt, rng = fresh()
-    fit(net, opt, (x, t), rng=rng, **common)
+    fit(net, opt, (x, t), common, rng=rng)
     assert net.layers[4].images is not None  # the second conv ran Winograd's way
     net_a, opt_a, rng_a = fresh()
     calls = iter(range(10**6))
-    state_a = fit(
-        net_a, opt_a, (x, t), rng=rng_a, stop_requested=lambda: next(calls) == 8, **common
-    )
+    stop = FitHooks(stop_requested=lambda: next(calls) == 8)
+    state_a = fit(net_a, opt_a, (x, t), common, rng=rng_a, hooks=stop)
     assert state_a.interrupted and state_a.epoch == 1
     info = checkpoint.RunInfo(
         config={"seed": 8, "data": {"dataset": "idx"}}, seed=8, input_shape=(1, 8, 8),
@@ -216,7 +217,7 @@ def test_a_run_with_winograd_convs_resumes_exactly_from_a_mid_epoch_checkpoint(t
     path = checkpoint.save(tmp_path / "mid.npz", net_a, opt_a, state_a, rng_a, info)
     net_b, opt_b, rng_b = fresh()
     resumed = restore.restore_training(checkpoint.load(path), net_b, opt_b, rng_b)
-    fit(net_b, opt_b, (x, t), rng=rng_b, state=resumed, **common)
+    fit(net_b, opt_b, (x, t), common, rng=rng_b, state=resumed)
     for name in net.arrays:
         assert np.array_equal(net_b.arrays[name], net.arrays[name]), name
     assert any(not np.array_equal(net.arrays[n], fresh()[0].arrays[n]) for n in net.arrays)

@@ -7,7 +7,7 @@ from bptrain.engine.averaging import WeightAverage
 from bptrain.engine.network import Network
 from bptrain.engine.optimizers import OPTIMIZERS
 from bptrain.engine.schedules import SCHEDULES
-from bptrain.engine.train import TrainState, evaluate, fit
+from bptrain.engine.train import FitHooks, FitOptions, TrainState, evaluate, fit
 from bptrain.run import checkpoint, restore
 from bptrain.run.model import load_model
 from cli_helpers import invoke, records, small_config, without_timing, write_config
@@ -145,18 +145,16 @@ def test_a_mid_epoch_checkpoint_resumes_augmentation_and_ema_exactly(tmp_path):
         state = TrainState(ema=WeightAverage(0.95, net.arrays))
         return net, opt, rng, state
 
-    common = dict(
+    common = FitOptions(
         epochs=2, batch_size=25, val=(x[:50], t[:50]), augment=transforms,
         schedule=SCHEDULES.build({"type": "linear", "warmup": 0.5}),
     )  # fmt: skip
     net, opt, rng, state = fresh()
-    full = fit(net, opt, (x, t), rng=rng, state=state, **common)
+    full = fit(net, opt, (x, t), common, rng=rng, state=state)
     net_a, opt_a, rng_a, state_a = fresh()
     calls = iter(range(10**6))
-    state_a = fit(
-        net_a, opt_a, (x, t), rng=rng_a, state=state_a,
-        stop_requested=lambda: next(calls) == 17, **common,
-    )  # fmt: skip
+    stop = FitHooks(stop_requested=lambda: next(calls) == 17)
+    state_a = fit(net_a, opt_a, (x, t), common, rng=rng_a, state=state_a, hooks=stop)
     assert state_a.interrupted and state_a.epoch == 1 and state_a.step == 5
     info = checkpoint.RunInfo(
         config={"seed": 8, "data": {"dataset": "idx"}}, seed=8, input_shape=(1, 8, 8),
@@ -166,7 +164,7 @@ def test_a_mid_epoch_checkpoint_resumes_augmentation_and_ema_exactly(tmp_path):
     net_b, opt_b, rng_b, _ = fresh()
     resumed = restore.restore_training(checkpoint.load(path), net_b, opt_b, rng_b, ema_decay=0.95)
     assert resumed.ema.updates == state_a.ema.updates == 17
-    done = fit(net_b, opt_b, (x, t), rng=rng_b, state=resumed, **common)
+    done = fit(net_b, opt_b, (x, t), common, rng=rng_b, state=resumed)
     for name in net.arrays:
         assert np.array_equal(net_b.arrays[name], net.arrays[name]), name
         assert np.array_equal(done.ema.arrays[name], full.ema.arrays[name]), name

@@ -7,14 +7,25 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bptrain.accel.im2col import col2im, im2col, output_size
+from bptrain.accel import kernels
 from bptrain.engine.gradcheck import check_network
 from bptrain.engine.layers import LAYERS
+from bptrain.engine.layers.im2col import col2im, im2col
 from bptrain.engine.losses import SoftmaxWithLoss
 from bptrain.engine.network import Network
 from bptrain.engine.optimizers import Adam
 from bptrain.errors import ConfigError
+from bptrain.functional import output_size
 from layer_helpers import built, in_layout
+
+
+@pytest.fixture(autouse=True, params=["as installed", "numpy"])
+def kernels_way(request, monkeypatch):
+    """Every test twice: as the machine runs it (accel/conv.py with the compiled loops), and
+    the book's way, engine/layers/conv.py's own NumPy body (BPTRAIN_KERNELS=numpy)."""
+    if request.param == "numpy":
+        monkeypatch.setattr(kernels, "_loaded", [None])
+    return request.param
 
 
 def naive_conv(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: int) -> np.ndarray:
@@ -300,7 +311,7 @@ def test_blocked_conv_matches_the_book_im2col(
     monkeypatch, block_bytes, batch, channels, kernel, stride, padding, hw
 ) -> None:
     # BLOCK_BYTES = 1 runs every output row as a block of its own; 2**30, all rows in one.
-    monkeypatch.setattr("bptrain.accel.im2col.BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr("bptrain.accel.conv_blocks.BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(9)
     spec = {"type": "conv2d", "filters": 4, "kernel": kernel, "stride": stride}
     for dtype, tol in [(np.float64, 1e-10), (np.float32, 2e-5)]:

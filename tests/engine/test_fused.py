@@ -1,5 +1,5 @@
-"""Fused runs (layers/fused.py: BatchNorm -> max-pool -> ReLU, max-pool -> ReLU) against the
-same layers run one by one."""
+"""Fused runs (layers/fused.py, accel/fused.py: BatchNorm -> max-pool -> ReLU, max-pool -> ReLU)
+against the same layers run one by one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from bptrain.accel import kernels
 from bptrain.engine import gradcheck
-from bptrain.engine.layers import fused as runs
+from bptrain.engine.layers.fused import FusedRun
 from bptrain.engine.network import Network
 
 pytest.importorskip("numba", reason="the fused passes are compiled loops (the fast extra)")
@@ -40,8 +40,26 @@ def twins(specs, input_shape, dtype=np.float32) -> tuple[Network, Network]:
         Network.from_specs(specs, input_shape, rng=np.random.default_rng(1), dtype=dtype)
         for _ in range(2)
     ]
-    nets[1].steps = [(i,) for i in nets[1].order]
+    nets[1].plan(fuse=False)
     return nets[0], nets[1]
+
+
+def ran_fused(net: Network) -> set[tuple[int, ...]]:
+    """The steps whose FusedRun went as one pass in the last forward."""
+    return {
+        step
+        for step, layer in zip(net.steps, net.chain, strict=True)
+        if isinstance(layer, FusedRun) and layer.fast is not None
+    }
+
+
+def for_conv(net: Network) -> dict:
+    """Each FusedRun's step -> the conv2d right after it, where there is one."""
+    return {
+        step: layer.conv_after
+        for step, layer in zip(net.steps, net.chain, strict=True)
+        if isinstance(layer, FusedRun) and layer.conv_after is not None
+    }
 
 
 def train_steps(net: Network, x, t, steps: int = 3) -> list:
@@ -80,7 +98,7 @@ def test_fused_training_is_the_unfused_training_bit_for_bit(norm, pool, hw, valu
     run = (1, 3, 2) if norm else (2, 1)
     assert run in fused.steps
     got, expected = train_steps(fused, x, t), train_steps(plain, x, t)
-    assert fused._ran_fused == {run} and plain._ran_fused == set()
+    assert ran_fused(fused) == {run} and ran_fused(plain) == set()
     for (loss_a, scores_a, grads_a), (loss_b, scores_b, grads_b) in zip(
         got[:-1], expected[:-1], strict=True
     ):
@@ -97,7 +115,7 @@ def test_fused_training_is_the_unfused_training_bit_for_bit(norm, pool, hw, valu
 def test_before_a_conv_the_pooled_output_is_laid_out_as_the_conv_reads_it() -> None:
     specs = [*block()[:4], {"type": "conv2d", "filters": 3, "kernel": 3}, *block()[4:]]
     fused, plain = twins(specs, (2, 8, 8))
-    assert fused._for_conv == {(1, 3, 2): fused.layers[4]}
+    assert for_conv(fused) == {(1, 3, 2): fused.layers[4]}
     rng = np.random.default_rng(6)
     x, t = rng.standard_normal((5, 2, 8, 8)).astype(np.float32), rng.integers(0, 3, 5)
     got, expected = train_steps(fused, x, t), train_steps(plain, x, t)
@@ -105,10 +123,11 @@ def test_before_a_conv_the_pooled_output_is_laid_out_as_the_conv_reads_it() -> N
         assert np.array_equal(scores_a, scores_b)
         assert all(np.array_equal(grads_a[k], grads_b[k]) for k in grads_b)
     conv_out = fused.layers[0].forward(x, train=True)
-    run = [fused.layers[i] for i in (1, 3, 2)]
-    pooled = runs.forward(run, conv_out, True, for_conv=fused.layers[4])
+    run = fused.chain[fused.steps.index((1, 3, 2))]
+    pooled = run.forward(conv_out, train=True)
+    assert run.fast is not None
     assert pooled.transpose(1, 2, 3, 0).flags.c_contiguous  # (C, H, W, N): im2col's copy
-    assert twins(block(), (2, 8, 8))[0]._for_conv == {}  # flatten next: C order
+    assert for_conv(twins(block(), (2, 8, 8))[0]) == {}  # flatten next: C order
 
 
 def test_fused_pair_passes_the_gradient_check() -> None:
@@ -116,7 +135,7 @@ def test_fused_pair_passes_the_gradient_check() -> None:
     rng = np.random.default_rng(3)
     x, t = rng.standard_normal((5, 2, 6, 6)), rng.integers(0, 3, 5)
     report = gradcheck.check_network(fused, x, t, coords=8, rng=rng)
-    assert fused._ran_fused == {(1, 3, 2)}
+    assert ran_fused(fused) == {(1, 3, 2)}
     assert report.ok, report.to_record()
 
 
@@ -126,12 +145,12 @@ def test_inference_and_other_layouts_run_the_layers_one_by_one() -> None:
     fused.gradient(x, np.zeros(4, dtype=np.int64))  # running statistics worth using
     plain.gradient(x, np.zeros(4, dtype=np.int64))
     assert np.array_equal(fused.predict(x), plain.predict(x))
-    assert fused._ran_fused == set()  # inference: no backward follows, nothing to fuse
+    assert ran_fused(fused) == set()  # inference: no backward follows, nothing to fuse
     # BatchNorm on the input images themselves: C-order memory, not a conv's pixel-major.
     net, _ = twins([{"type": "batch_norm"}, *block()[3:]], (2, 6, 6))
     assert net.steps[0] == (0, 1)
     net.gradient(x, np.zeros(4, dtype=np.int64))
-    assert net._ran_fused == set()
+    assert ran_fused(net) == set()
 
 
 def test_numpy_kernels_never_fuse(monkeypatch) -> None:
@@ -139,7 +158,7 @@ def test_numpy_kernels_never_fuse(monkeypatch) -> None:
     net = Network.from_specs(block(), (2, 6, 6), rng=np.random.default_rng(1))
     x = np.random.default_rng(5).standard_normal((4, 2, 6, 6)).astype(np.float32)
     net.gradient(x, np.zeros(4, dtype=np.int64))
-    assert (1, 3, 2) in net.steps and net._ran_fused == set()
+    assert (1, 3, 2) in net.steps and ran_fused(net) == set()
 
 
 def test_only_disjoint_max_pools_start_or_end_a_run() -> None:

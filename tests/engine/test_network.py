@@ -130,6 +130,8 @@ def test_relu_before_max_pool_runs_after_it_with_identical_results():
     assert fast.order == [0, 2, 1, 3, 4]
     plain = Network.from_specs(specs, (1, 9, 9), rng=np.random.default_rng(1))
     plain.order = list(range(5))  # the configured order, as the seed would run it
+    plain.plan()
+    assert [type(layer).__name__ for layer in plain.chain][1:3] == ["Relu", "MaxPool2D"]
     for net in (fast, plain):
         net.gradient(x, t)
         net.loss(x, t, train=True)

@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bptrain.accel import kernels
+from bptrain.accel.batch_norm import channel_dot, channel_sum
 from bptrain.engine.gradcheck import check_layer, check_network
 from bptrain.engine.layers import LAYERS, BatchNorm, Dropout, Flatten, Layer
-from bptrain.engine.layers.norm import channel_dot, channel_sum
 from bptrain.engine.losses import SoftmaxWithLoss
 from bptrain.engine.network import Network
 from bptrain.errors import ConfigError
@@ -211,16 +212,15 @@ def batch_norm_backward_reference(x, dout, gamma, eps):
 IMAGE_SHAPES = [(7, 3, 5, 4), (1, 3, 3, 5), (7, 1, 4, 3)]
 
 
-@pytest.mark.parametrize("tiny_tiles", [False, True])
+@pytest.mark.parametrize("kernels_way", ["as installed", "numpy"])
 @pytest.mark.parametrize(
     ("shape", "layout"),
     [(shape, layout) for shape in IMAGE_SHAPES for layout in LAYOUTS] + [((13, 5), "C")],
 )
-def test_tiled_batch_norm_matches_the_reference(monkeypatch, tiny_tiles, shape, layout) -> None:
-    # Tiny tiles and wide rows force several tiles, odd widths and a last, shorter tile.
-    if tiny_tiles:
-        monkeypatch.setattr("bptrain.engine.layers.norm.TILE_BYTES", 48)
-        monkeypatch.setattr("bptrain.engine.layers.norm.WIDE_VALUES", 6)
+def test_batch_norm_matches_the_reference(monkeypatch, kernels_way, shape, layout) -> None:
+    # accel/batch_norm.py (with the compiled loops), and the book's body (BPTRAIN_KERNELS=numpy).
+    if kernels_way == "numpy":
+        monkeypatch.setattr(kernels, "_loaded", [None])
     rng = np.random.default_rng(23)
     x0, d0 = rng.standard_normal((2, *shape)) * 3 + 1
     arrange = (lambda a: a) if len(shape) == 2 else (lambda a: in_layout(a, layout))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bptrain.accel import kernels
 from bptrain.engine.layers import LAYERS
-from bptrain.engine.layers import pool as pool_module
 from bptrain.errors import ConfigError
 from layer_helpers import LAYOUTS, built, in_layout
 
@@ -66,15 +66,11 @@ def test_max_pool_ties_have_one_winner() -> None:
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("tile_bytes", [1, 1 << 20], ids=["row-tiles", "one-tile"])
 @pytest.mark.parametrize("hw", [(6, 6), (7, 5), (5, 8)])
 @pytest.mark.parametrize("size", [1, 2, 3])
-def test_disjoint_max_pool_matches_naive_loops_with_ties(
-    size: int, hw: tuple, tile_bytes: int, layout: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # stride == size takes the fast path (row maxima, then down the rows, in tiles of output
-    # rows); values in {-1, 0, 1} tie in most windows, odd sizes leave rows/columns unpooled.
-    monkeypatch.setattr(pool_module, "TILE_BYTES", tile_bytes)
+def test_disjoint_max_pool_matches_naive_loops_with_ties(size: int, hw: tuple, layout: str) -> None:
+    # stride == size (on a pixel-major input with the compiled loops: accel/pool.py); values
+    # in {-1, 0, 1} tie in most windows, odd sizes leave rows/columns unpooled.
     x = np.random.default_rng(9).integers(-1, 2, (3, 2, *hw)).astype(float)
     x = in_layout(x, layout)
     pool = built({"type": "max_pool2d", "size": size}, x.shape[1:])
@@ -88,14 +84,17 @@ def test_disjoint_max_pool_matches_naive_loops_with_ties(
     assert dx.strides == x.strides  # the input's layout, so the conv below gets a view
 
 
-def test_disjoint_max_pool_agrees_with_the_general_path() -> None:
-    # The fast path must reproduce the running maximum over all kernel offsets, ties included.
+def test_disjoint_max_pool_agrees_with_the_general_path(monkeypatch) -> None:
+    # The fast path (accel/pool.py, with the compiled loops) must reproduce the book's
+    # im2col/argmax/col2im, ties included.
     rng = np.random.default_rng(10)
     x = in_layout(rng.integers(0, 3, (4, 3, 9, 7)).astype(np.float32), "pixel-major")
     pool = built({"type": "max_pool2d", "size": 3}, x.shape[1:], np.float32)
     out, dx = pool.forward(x), pool.backward(np.ones((4, 3, 3, 2), np.float32))
-    general_out = pool._forward_overlapping(x)
-    general_dx = pool._backward_overlapping(np.ones((4, 3, 3, 2), np.float32))
+    monkeypatch.setattr(kernels, "_loaded", [None])  # the book's way, as without numba
+    general_out = pool.forward(x)
+    general_dx = pool.backward(np.ones((4, 3, 3, 2), np.float32))
+    assert pool.fast is None
     np.testing.assert_array_equal(out, general_out)
     np.testing.assert_array_equal(dx, general_dx)
 

@@ -5,7 +5,7 @@ import pytest
 
 from bptrain.engine.network import Network
 from bptrain.engine.optimizers import SGD
-from bptrain.engine.train import TrainState, evaluate, fit
+from bptrain.engine.train import FitHooks, FitOptions, TrainState, evaluate, fit
 from bptrain.errors import DivergedError
 
 
@@ -31,16 +31,8 @@ def make(seed, classes=4, dim=20):
 def run(seed, epochs=5, batch_size=32, **kwargs):
     net, rng = make(seed)
     opt = SGD(lr=0.1)
-    state = fit(
-        net,
-        opt,
-        blobs(1000),
-        epochs=epochs,
-        batch_size=batch_size,
-        rng=rng,
-        val=blobs(200, seed=1),
-        **kwargs,
-    )
+    options = FitOptions(epochs=epochs, batch_size=batch_size, val=blobs(200, seed=1), **kwargs)
+    state = fit(net, opt, blobs(1000), options, rng=rng)
     return net, state
 
 
@@ -83,7 +75,8 @@ def test_every_sample_is_seen_exactly_once_per_epoch(batch_size):
         return original(xb, tb)
 
     net.gradient = spy
-    fit(net, SGD(lr=1e-6), (x, t), epochs=2, batch_size=batch_size, rng=np.random.default_rng(1))
+    options = FitOptions(epochs=2, batch_size=batch_size)
+    fit(net, SGD(lr=1e-6), (x, t), options, rng=np.random.default_rng(1))
     assert sorted(seen[:1000]) == list(range(1000)) and sorted(seen[1000:]) == list(range(1000))
     assert seen[:1000] != seen[1000:]  # reshuffled each epoch
 
@@ -93,20 +86,11 @@ def test_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one():
     net, rng = make(3)
     opt = SGD(lr=0.1)
     calls = iter(range(10**6))
-    state = fit(
-        net,
-        opt,
-        blobs(1000),
-        epochs=3,
-        batch_size=32,
-        rng=rng,
-        val=blobs(200, seed=1),
-        stop_requested=lambda: next(calls) == 45,
-    )  # stops in epoch 2, mid-way
+    options = FitOptions(epochs=3, batch_size=32, val=blobs(200, seed=1))
+    stop = FitHooks(stop_requested=lambda: next(calls) == 45)
+    state = fit(net, opt, blobs(1000), options, rng=rng, hooks=stop)  # stops in epoch 2, mid-way
     assert state.interrupted and state.epoch == 1 and state.step == 13
-    state = fit(
-        net, opt, blobs(1000), epochs=3, batch_size=32, rng=rng, val=blobs(200, seed=1), state=state
-    )
+    state = fit(net, opt, blobs(1000), options, rng=rng, state=state)
     assert not state.interrupted
     for name in net.params:
         assert np.array_equal(net.params[name], full_net.params[name])
@@ -118,7 +102,7 @@ def test_divergence_stops_with_the_epoch_step_and_layer_named():
     net, rng = make(0)
     net.params["0.W"] *= 1e30
     with pytest.raises(DivergedError) as info:
-        fit(net, SGD(lr=1e10), blobs(100), epochs=2, batch_size=10, rng=rng)
+        fit(net, SGD(lr=1e10), blobs(100), FitOptions(epochs=2, batch_size=10), rng=rng)
     text = str(info.value)
     assert "epoch 1, step" in text and "layer" in text and "optimizer.lr" in text
 
@@ -157,10 +141,10 @@ def test_rows_train_on_a_subset_with_the_same_draws_as_a_copy():
         return original(xb, tb)
 
     net_a.gradient = spy
-    fit(net_a, SGD(lr=0.1), (x, t), rows=rows, epochs=2, batch_size=16, rng=rng_a)
+    fit(net_a, SGD(lr=0.1), (x, t), FitOptions(2, 16, rows=rows), rng=rng_a)
     assert set(seen) == set(map(tuple, x[rows, :2].tolist())) and len(seen) == 200
     net_b, rng_b = make(11)
-    fit(net_b, SGD(lr=0.1), (x[rows], t[rows]), epochs=2, batch_size=16, rng=rng_b)
+    fit(net_b, SGD(lr=0.1), (x[rows], t[rows]), FitOptions(2, 16), rng=rng_b)
     for name in net_a.params:
         assert np.array_equal(net_a.params[name], net_b.params[name])
 
@@ -176,7 +160,7 @@ def test_a_non_finite_gradient_is_caught_and_named():
 
     net.layers[2].backward = poisoned
     with pytest.raises(DivergedError) as info:
-        fit(net, SGD(lr=0.1), blobs(100), epochs=2, batch_size=10, rng=rng)
+        fit(net, SGD(lr=0.1), blobs(100), FitOptions(epochs=2, batch_size=10), rng=rng)
     assert "2.W of layer 2 (affine)" in str(info.value)
     assert "epoch 1, step 2" in str(info.value)  # the bad update was step 1
 
@@ -195,7 +179,7 @@ def test_a_non_finite_last_update_of_an_epoch_is_caught():
 
     net.layers[2].backward = poisoned
     with pytest.raises(DivergedError, match=r"epoch 1, step 10: the last update made 2\.b"):
-        fit(net, SGD(lr=0.1), blobs(100), epochs=2, batch_size=10, rng=rng)
+        fit(net, SGD(lr=0.1), blobs(100), FitOptions(epochs=2, batch_size=10), rng=rng)
 
 
 @pytest.mark.parametrize(
@@ -218,7 +202,7 @@ def test_float32_training_tracks_float64(specs):
     for dtype in (np.float32, np.float64):
         rng = np.random.default_rng(5)
         net = Network.from_specs(specs, (20,), rng=rng, dtype=dtype)
-        state = fit(net, SGD(lr=0.05), (x.astype(dtype), t), epochs=2, batch_size=32, rng=rng)
+        state = fit(net, SGD(lr=0.05), (x.astype(dtype), t), FitOptions(2, 32), rng=rng)
         results[dtype] = (net, state.history[-1]["train_loss"])
     (net32, loss32), (net64, loss64) = results[np.float32], results[np.float64]
     assert loss32 == pytest.approx(loss64, rel=1e-4)
@@ -248,20 +232,12 @@ def test_a_mid_epoch_checkpoint_resumes_adam_batchnorm_dropout_and_a_schedule_ex
         return net, opt, rng, SCHEDULES.build({"type": "cosine", "warmup": 1})
 
     net, opt, rng, schedule = fresh()
-    full = fit(net, opt, train, epochs=3, batch_size=32, rng=rng, val=val, schedule=schedule)
+    full = fit(net, opt, train, FitOptions(3, 32, val=val, schedule=schedule), rng=rng)
     net_a, opt_a, rng_a, schedule = fresh()
     calls = iter(range(10**6))
-    state = fit(
-        net_a,
-        opt_a,
-        train,
-        epochs=3,
-        batch_size=32,
-        rng=rng_a,
-        val=val,
-        schedule=schedule,
-        stop_requested=lambda: next(calls) == 30,
-    )
+    stop = FitHooks(stop_requested=lambda: next(calls) == 30)
+    options = FitOptions(epochs=3, batch_size=32, val=val, schedule=schedule)
+    state = fit(net_a, opt_a, train, options, rng=rng_a, hooks=stop)
     assert state.interrupted and state.epoch == 1 and state.step == 11
     info = checkpoint.RunInfo(
         config={"seed": 21, "data": {"dataset": "idx"}}, seed=21, input_shape=(20,),
@@ -270,17 +246,8 @@ def test_a_mid_epoch_checkpoint_resumes_adam_batchnorm_dropout_and_a_schedule_ex
     path = checkpoint.save(tmp_path / "mid.npz", net_a, opt_a, state, rng_a, info)
     net_b, opt_b, rng_b, schedule = fresh()  # a new process: everything comes from the file
     resumed = restore.restore_training(checkpoint.load(path), net_b, opt_b, rng_b)
-    done = fit(
-        net_b,
-        opt_b,
-        train,
-        epochs=3,
-        batch_size=32,
-        rng=rng_b,
-        val=val,
-        schedule=schedule,
-        state=resumed,
-    )
+    options = FitOptions(epochs=3, batch_size=32, val=val, schedule=schedule)
+    done = fit(net_b, opt_b, train, options, rng=rng_b, state=resumed)
     for name in net.arrays:
         assert np.array_equal(net_b.arrays[name], net.arrays[name]), name
     strip = ("seconds", "samples_per_second")
@@ -297,4 +264,4 @@ def test_an_overflowing_validation_loss_is_divergence_not_a_crash():
     huge = np.full((5, 4), 3e37, dtype=np.float32)  # finite inputs whose squared error is inf
     opt = SGD(lr=0.01)
     with pytest.raises(DivergedError, match="validation loss is inf"):
-        fit(net, opt, (x, t), epochs=1, batch_size=10, rng=rng, val=(huge, t[:5]))
+        fit(net, opt, (x, t), FitOptions(1, 10, val=(huge, t[:5])), rng=rng)

@@ -8,7 +8,7 @@ import pytest
 
 from bptrain.engine.network import Network
 from bptrain.engine.optimizers import OPTIMIZERS
-from bptrain.engine.train import fit
+from bptrain.engine.train import FitOptions, fit
 from bptrain.errors import CheckpointError
 from bptrain.run import checkpoint, restore
 
@@ -36,7 +36,7 @@ def trained(seed=0, epochs=1):
     opt = OPTIMIZERS.build({"type": "adam", "lr": 0.01})
     x = rng.standard_normal((64, 5)).astype(np.float32)
     t = rng.integers(0, 3, 64)
-    state = fit(net, opt, (x, t), epochs=epochs, batch_size=16, rng=rng, val=(x[:8], t[:8]))
+    state = fit(net, opt, (x, t), FitOptions(epochs, 16, val=(x[:8], t[:8])), rng=rng)
     return net, opt, state, rng
 
 

@@ -12,7 +12,7 @@ from mpi4py import MPI
 
 from bptrain.engine.network import Network
 from bptrain.engine.optimizers import OPTIMIZERS
-from bptrain.engine.train import fit
+from bptrain.engine.train import FitHooks, FitOptions, fit
 from bptrain.scale.parallel import Parallel
 
 
@@ -21,11 +21,12 @@ def run(spec: dict, parallel: Parallel | None) -> dict[str, np.ndarray]:
     x = rng.random((240, 1, 8, 8))
     t = rng.integers(0, 4, 240)
     net = Network.from_specs(spec["layers"], (1, 8, 8), rng=rng, dtype=np.float64, num_classes=4)
+    hooks = FitHooks()
     if parallel is not None:
-        parallel.setup(net, 7, spec["sync_batch_norm"])
+        hooks = parallel.setup(net, 7, spec["sync_batch_norm"], hooks)
     optimizer = OPTIMIZERS.build({"type": "momentum", "lr": 0.05})
-    fit(net, optimizer, (x, t), epochs=spec["epochs"], batch_size=spec["batch_size"], rng=rng,
-        parallel=parallel)  # fmt: skip
+    options = FitOptions(epochs=spec["epochs"], batch_size=spec["batch_size"])
+    fit(net, optimizer, (x, t), options, rng=rng, hooks=hooks)
     return {k: v.copy() for k, v in net.arrays.items()}
 
 

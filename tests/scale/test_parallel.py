@@ -151,3 +151,14 @@ def test_without_mpi4py_under_a_launcher_the_error_names_the_extra(tmp_path, con
     result = subprocess.run([sys.executable, "-c", code, "train", str(config)], env=env,
                             capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2 and "pip install 'bptrain[mpi]'" in result.stderr
+
+
+def test_without_mpi4py_under_mpiexec_only_rank_0_prints_the_error(tmp_path, config):
+    """F26: every rank meets the missing mpi4py; one Error: line for the job, not one a rank."""
+    code = "import sys; sys.modules['mpi4py'] = None; from bptrain.cli import main; main()"
+    command = [str(MPIEXEC), "-n", "2", sys.executable, "-c", code, "train", str(config)]
+    result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)  # fmt: skip
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert result.returncode == 2, result.stderr
+    assert len(errors) == 1 and "pip install 'bptrain[mpi]'" in errors[0], result.stderr

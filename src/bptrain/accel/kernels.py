@@ -2,7 +2,7 @@
 
 With the `fast` extra (numba) installed, the memory-bound passes run compiled loops
 (compiled.py) that do in one sweep, split over the threads, what takes NumPy several ufunc
-passes on one thread: BatchNorm, max-pooling, the two fused (layers/fused.py), the im2col
+passes on one thread: BatchNorm, max-pooling, the two fused (accel/fused.py), the im2col
 gather and col2im sums of the convolutions, the Adam step and the weight average. Without it,
 or with BPTRAIN_KERNELS=numpy, they run NumPy code. Both compute the same function (tests
 compare them). The convolutions', Adam's and the average's loops give NumPy's very bits;
@@ -88,6 +88,11 @@ def _blas_threads() -> int | None:
 
     counts = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
     return max(counts) if counts else None
+
+
+def blas_threads() -> int:
+    """The BLAS library's thread count now, 1 when no BLAS library is found."""
+    return _blas_threads() or 1
 
 
 def _numba_threads(threads: int | None) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..accel import kernels
+from .. import accel
 
 
 class WeightAverage:
@@ -36,7 +36,7 @@ class WeightAverage:
     def update(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Move the average towards `arrays` (the network's live weights)."""
         d = self.current_decay()
-        fast = kernels.compiled()
+        fast = accel.loops()
         for name, average in self.arrays.items():
             weights = arrays[name]
             rate = average.dtype.type(1 - d)

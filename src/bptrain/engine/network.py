@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import accel
 from ..errors import ConfigError
 from ..functional import labels_of
 from .layers import LAYERS, Layer, MaxPool2D, Relu, Shape, fused
@@ -35,6 +36,7 @@ class Network:
         self.loss_layer = loss
         self.input_shape = tuple(int(d) for d in input_shape)
         self.dtype = np.dtype(dtype)
+        accel.prepare()  # the kernels and thread budget, chosen before any product runs
         # Layers that draw random numbers while training (dropout) keep this generator.
         self.rng = rng if rng is not None else np.random.default_rng()
         self.shapes = self._build(self.rng)
@@ -45,12 +47,20 @@ class Network:
         if self.first_trained is not None:
             self.layers[self.first_trained].skip_input_grad = True
         self.order = self._execution_order()
-        # The order in steps; runs of several layers train as one pass each way when they
-        # can (layers/fused.py), and those the last forward ran so must go back so too.
-        self.steps = fused.plan(self.layers, self.order)
-        nexts = {step: fused.next_conv(self.layers, self.order, step[-1]) for step in self.steps}
-        self._for_conv = {step: conv for step, conv in nexts.items() if conv is not None}
-        self._ran_fused: set[tuple[int, ...]] = set()
+        self.plan()
+
+    def plan(self, fuse: bool = True) -> None:
+        """The chain the forward and backward loops run: the layers in execution order, each
+        run that can train as one pass (layers/fused.py) a FusedRun in its members' place;
+        without `fuse`, the layers alone."""
+        self.steps = fused.plan(self.layers, self.order) if fuse else [(i,) for i in self.order]
+        self.chain = fused.chain(self.layers, self.order, self.steps)
+        # Backward stops at the first trained layer's step: nothing before it needs a gradient
+        # (the swapped ReLU/max-pool pairs have no parameters, so that layer keeps its place).
+        first = self.first_trained
+        self.backward_from = next(
+            (k for k, step in enumerate(self.steps) if first is None or max(step) >= first), 0
+        )
 
     def _execution_order(self) -> list[int]:
         """The configured order, except that a ReLU directly before a max-pool runs after it.
@@ -144,17 +154,8 @@ class Network:
     def predict(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         """Scores before softmax (the seed: inference needs no softmax)."""
         x = np.asarray(x, dtype=self.dtype)
-        self._ran_fused = set()
-        for step in self.steps:
-            if len(step) > 1:
-                run = [self.layers[i] for i in step]
-                out = fused.forward(run, x, train, for_conv=self._for_conv.get(step))
-                if out is not None:
-                    x = out
-                    self._ran_fused.add(step)
-                    continue
-            for i in step:
-                x = self.layers[i].forward(x, train=train)
+        for layer in self.chain:
+            x = layer.forward(x, train=train)
         return x
 
     def loss(self, x: np.ndarray, t: np.ndarray, train: bool = False) -> float:
@@ -165,18 +166,9 @@ class Network:
         """Backpropagate from the loss; fills every layer's grads, returns dL/dx if asked."""
         if self.first_trained is not None:
             self.layers[self.first_trained].skip_input_grad = not input_grad
-        # Layers before the first one with parameters need no backward at all (the swapped
-        # ReLU/max-pool pairs have none, so the first trained layer keeps its position).
-        stop = 0 if input_grad or self.first_trained is None else self.first_trained
         grad: np.ndarray | None = self.loss_layer.backward(dout)
-        for step in reversed(self.steps):
-            if max(step) < stop:  # before the first trained layer (the order keeps it there)
-                break
-            if step in self._ran_fused:
-                grad = fused.backward([self.layers[i] for i in step], grad)
-                continue
-            for i in reversed(step):
-                grad = self.layers[i].backward(grad)
+        for layer in reversed(self.chain[0 if input_grad else self.backward_from :]):
+            grad = layer.backward(grad)
         return grad
 
     def gradient(self, x: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from ..accel import kernels
+from .. import accel
 from ..errors import ConfigError
 from ..registry import Registry
 
@@ -339,7 +339,7 @@ class Adam(Optimizer):
         """With the compiled loops: the whole parameter in one fused sweep (the same bits as
         the blocked ufuncs of `step`, a third of the memory traffic, split over the threads).
         """
-        fast = kernels.compiled()
+        fast = accel.loops()
         m, v = (self.slot(name, slot, param) for slot in self.slots)
         arrays = (param, grad, m, v)
         if fast is None or not all(a.flags.c_contiguous for a in arrays):

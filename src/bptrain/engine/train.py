@@ -108,27 +108,64 @@ def _diverged(
     )
 
 
+# Step 2 of the seed as a function: (network, xb, tb) -> (mean loss, correct answers), with every
+# gradient in network.grads. Data-parallel training (scale/parallel.py) passes its own, which
+# backpropagates this rank's slice of the batch and sums the results over the ranks.
+Gradient = Callable[[Network, np.ndarray, np.ndarray], tuple[float, int]]
+
+
+def backprop(network: Network, xb: np.ndarray, tb: np.ndarray) -> tuple[float, int]:
+    """The seed's step 2 on one mini-batch: forward, loss, backward; (loss, hits)."""
+    loss, scores = network.gradient(xb, tb)
+    return loss, int(np.count_nonzero(scores.argmax(axis=1) == labels_of(tb)))
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How fit() trains, beside the network, the optimizer and the data.
+
+    `val` is evaluated after every epoch; `rows` trains on those rows of the training arrays
+    only (a validation split held out of them costs no copy); `augment` (data/augment.py)
+    transforms each gathered batch, drawing from fit's generator.
+    """
+
+    epochs: int
+    batch_size: int
+    val: Arrays | None = None
+    rows: np.ndarray | None = None
+    schedule: Schedule | None = None
+    early_stopping: int | None = None
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class FitHooks:
+    """What fit() calls back, each optional: progress after a batch, the record after an
+    epoch, a stop test polled between steps, the gradient step (see Gradient), and
+    `epoch_end`, run on the network after an epoch's last step, before validation."""
+
+    on_batch: Callable[[TrainState, int, float], None] | None = None
+    on_epoch: Callable[[TrainState, dict[str, Any]], None] | None = None
+    stop_requested: Callable[[], bool] | None = None
+    gradient: Gradient = backprop
+    epoch_end: Callable[[Network], None] | None = None
+
+
 def train_step(
     network: Network,
     optimizer: Optimizer,
     xb: np.ndarray,
     tb: np.ndarray,
     state: TrainState,
-    parallel: Any = None,
+    gradient: Gradient = backprop,
 ) -> tuple[float, int]:
     """Steps 2 and 3 of the seed on one mini-batch: gradients by backprop, then the update.
 
     Non-finite values are caught here, so callers may silence NumPy's overflow warnings (fit
     does). A non-finite gradient poisons its parameter, which poisons the next loss, so the
     loss is all that needs checking per step (fit checks the parameters after each epoch).
-    With `parallel` (parallel.Parallel), this rank backpropagates its slice of the batch and
-    the loss, hits and gradients are the whole batch's, summed over the ranks.
     """
-    if parallel is None:
-        loss, scores = network.gradient(xb, tb)
-        correct = int(np.count_nonzero(scores.argmax(axis=1) == labels_of(tb)))
-    else:
-        loss, correct = parallel.gradient(network, xb, tb)
+    loss, correct = gradient(network, xb, tb)
     if not math.isfinite(loss):
         raise _diverged(network, xb, tb, state, optimizer)
     optimizer.update(network.params, network.grads)
@@ -141,32 +178,22 @@ def fit(
     network: Network,
     optimizer: Optimizer,
     train: Arrays,
+    options: FitOptions,
     *,
-    epochs: int,
-    batch_size: int,
     rng: np.random.Generator,
-    val: Arrays | None = None,
-    schedule: Schedule | None = None,
     state: TrainState | None = None,
-    early_stopping: int | None = None,
-    on_batch: Callable[[TrainState, int, float], None] | None = None,
-    on_epoch: Callable[[TrainState, dict[str, Any]], None] | None = None,
-    stop_requested: Callable[[], bool] | None = None,
-    rows: np.ndarray | None = None,
-    parallel: Any = None,
-    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+    hooks: FitHooks | None = None,
 ) -> TrainState:
     """Mini-batch training: shuffle (step 1), backprop (2), update (3), repeat (4).
 
     Pass a `state` from an earlier call (or a checkpoint) to continue exactly where it stopped.
-    `stop_requested` is polled between steps; when it returns True the state is returned with
-    `interrupted` set, at a clean step boundary. `rows` trains on those rows of `train` only,
-    which spares a copy of the training set when a validation split is held out of it.
-    `parallel` trains data-parallel across MPI ranks (see parallel.py). `augment` (see
-    augment.py) transforms each gathered training batch, drawing from `rng`. With an EMA in
-    `state.ema`, validation and the best weights are the averaged ones.
+    When `hooks.stop_requested` returns True the state is returned with `interrupted` set, at
+    a clean step boundary. With an EMA in `state.ema`, validation and the best weights are the
+    averaged ones.
     """
-    x, t = train
+    hooks = hooks if hooks is not None else FitHooks()
+    x = train[0]
+    rows, batch_size = options.rows, options.batch_size
     n = x.shape[0] if rows is None else len(rows)
     if n == 0:
         raise ConfigError("the training set is empty", path="data")
@@ -175,36 +202,51 @@ def fit(
     steps = steps_per_epoch(n, batch_size)
     state = state if state is not None else TrainState()
     state.interrupted = False
-    while state.epoch < epochs and not state.stopped_early:
+    while state.epoch < options.epochs and not state.stopped_early:
         if state.order is None:  # the same draws either way: permuting rows = rows[perm(n)]
             state.order = rng.permutation(n) if rows is None else rng.permutation(rows)
         started = time.perf_counter()
         # One errstate per epoch, not per step: train_step catches non-finite values itself.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             while state.step < steps:
-                if stop_requested is not None and stop_requested():
+                if hooks.stop_requested is not None and hooks.stop_requested():
                     state.seconds += time.perf_counter() - started
                     state.interrupted = True
                     return state
-                if schedule is not None:
-                    progress = state.epoch + state.step / steps
-                    optimizer.lr = optimizer.base_lr * schedule.factor(progress, epochs)
-                idx = state.order[state.step * batch_size : (state.step + 1) * batch_size]
-                xb = x[idx] if augment is None else augment(x[idx], rng)
-                loss, correct = train_step(network, optimizer, xb, t[idx], state, parallel)
-                state.step += 1
-                state.loss_sum += loss * len(idx)
-                state.correct += correct
-                state.seen += len(idx)
-                if on_batch is not None:
-                    on_batch(state, steps, loss)
+                _step(network, optimizer, train, options, state, steps, rng, hooks)
         state.seconds += time.perf_counter() - started
-        if parallel is not None:
-            parallel.average_buffers(network)  # one model on every rank for validation
-        record = _finish_epoch(network, optimizer, state, val, early_stopping)
-        if on_epoch is not None:
-            on_epoch(state, record)
+        if hooks.epoch_end is not None:
+            hooks.epoch_end(network)
+        record = _finish_epoch(network, optimizer, state, options.val, options.early_stopping)
+        if hooks.on_epoch is not None:
+            hooks.on_epoch(state, record)
     return state
+
+
+def _step(
+    network: Network,
+    optimizer: Optimizer,
+    train: Arrays,
+    options: FitOptions,
+    state: TrainState,
+    steps: int,
+    rng: np.random.Generator,
+    hooks: FitHooks,
+) -> None:
+    """One mini-batch of the epoch: the learning rate, the batch, the step, the running sums."""
+    if options.schedule is not None:
+        progress = state.epoch + state.step / steps
+        optimizer.lr = optimizer.base_lr * options.schedule.factor(progress, options.epochs)
+    (x, t), size = train, options.batch_size
+    idx = state.order[state.step * size : (state.step + 1) * size]  # type: ignore[index]
+    xb = x[idx] if options.augment is None else options.augment(x[idx], rng)
+    loss, correct = train_step(network, optimizer, xb, t[idx], state, hooks.gradient)
+    state.step += 1
+    state.loss_sum += loss * len(idx)
+    state.correct += correct
+    state.seen += len(idx)
+    if hooks.on_batch is not None:
+        hooks.on_batch(state, steps, loss)
 
 
 def _finish_epoch(

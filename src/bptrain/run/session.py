@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import LoadedConfig, parse_override
-from ..engine.train import TrainState, evaluate, fit
+from ..engine.train import FitHooks, FitOptions, TrainState, evaluate, fit
 from ..errors import ConfigError, Interrupted, OutputError, StdoutClosed
 from . import checkpoint, outfile
 from .checkpoint import Checkpoint
@@ -298,17 +298,16 @@ class Training:
     def execute(self) -> dict[str, Any]:
         r, cfg = self.run, self.run.config
         INTERRUPTS.received = None
-        stop, par = self.stop_requested, self.parallel
-        if par is not None:  # the ranks stop together, after the same step
-            par.setup(r.network, r.seed, cfg.train.sync_batch_norm)
-            stop = par.watch(self.stop_requested)
+        hooks = FitHooks(self.progress, self.on_epoch, self.stop_requested)
+        if self.parallel is not None:  # the ranks share gradients and stop after the same step
+            hooks = self.parallel.setup(r.network, r.seed, cfg.train.sync_batch_norm, hooks)
+        options = FitOptions(
+            epochs=self.epochs, batch_size=cfg.train.batch_size, val=r.val, rows=r.train_rows,
+            schedule=r.schedule, early_stopping=cfg.train.early_stopping, augment=r.augmenter,
+        )  # fmt: skip
         with INTERRUPTS.deferred():
-            state = fit(
-                r.network, r.optimizer, r.all_train, rows=r.train_rows, epochs=self.epochs,
-                batch_size=cfg.train.batch_size, rng=r.rng, val=r.val, schedule=r.schedule,
-                state=r.state, early_stopping=cfg.train.early_stopping, on_batch=self.progress,
-                on_epoch=self.on_epoch, stop_requested=stop, parallel=par, augment=r.augmenter,
-            )  # fmt: skip
+            state = fit(r.network, r.optimizer, r.all_train, options, rng=r.rng, state=r.state,
+                        hooks=hooks)  # fmt: skip
             self._close_progress()
             if self.stop_requested():  # a signal or a failed stdout, mid-epoch or after it
                 self._stop(state)

@@ -25,15 +25,20 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from ..engine.layers import BatchNorm
+from ..engine.train import FitHooks
 from ..errors import BptrainError, CheckFailed, ConfigError, DivergedError, Interrupted
 
 # Set by the MPI launchers: MPICH and Intel MPI (also under Slurm's srun --mpi=pmi2), Open MPI,
 # MVAPICH. A single process has none of them (or 1).
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+# The same launchers' names for this process's rank.
+RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 # Errors that every rank raises at the same point, from the same (summed or shared) numbers.
 COLLECTIVE = (DivergedError, Interrupted, CheckFailed)
 
@@ -42,6 +47,12 @@ def launched_size() -> int:
     """How many processes the MPI launcher started (1 when not under mpiexec or srun)."""
     sizes = [os.environ.get(name, "") for name in SIZE_VARIABLES]
     return max([int(s) for s in sizes if s.isdigit()] or [1])
+
+
+def launched_rank() -> int:
+    """This process's rank as the MPI launcher numbered it (0 when it says none)."""
+    ranks = [os.environ.get(name, "") for name in RANK_VARIABLES]
+    return max([int(r) for r in ranks if r.isdigit()] or [0])
 
 
 class RankStopped(BptrainError):
@@ -90,17 +101,27 @@ class Parallel:
         self.comm.bcast(("failed", int(code), str(error)), root=0)
         self.started = True
 
-    def setup(self, network: Any, seed: int, sync_batch_norm: bool) -> None:
-        """Per-rank dropout masks; BatchNorm statistics summed over the ranks when asked."""
-        from ..engine.layers import BatchNorm, Dropout
+    def setup(self, network: Any, seed: int, sync_batch_norm: bool, hooks: FitHooks) -> FitHooks:
+        """Per-rank dropout masks; BatchNorm statistics summed over the ranks when asked; and
+        `hooks` for fit() with this world's gradient step, buffer averaging and stop test."""
+        from ..engine.layers import Dropout
 
         self.comm.Barrier()  # the ranks start together: epoch 1's time is training, not loading
         self.comm_seconds = 0.0
         for layer in network.layers:
             if isinstance(layer, Dropout) and self.size > 1:
                 layer.rng = np.random.default_rng([seed, self.rank])
-            if isinstance(layer, BatchNorm):
-                layer.sync = self.sum if sync_batch_norm else None
+            if isinstance(layer, BatchNorm) and sync_batch_norm:
+                # The layer becomes a SyncBatchNorm in place: the network, its fused runs and
+                # the optimizer keep the very same object and arrays.
+                layer.__class__ = SyncBatchNorm
+                layer.world = self
+        return replace(
+            hooks,
+            gradient=self.gradient,
+            epoch_end=self.average_buffers,  # one model on every rank for validation
+            stop_requested=self.watch(hooks.stop_requested or (lambda: False)),
+        )
 
     # -- every step -------------------------------------------------------------------------
 
@@ -190,14 +211,31 @@ class Parallel:
         return error  # not reached: Abort ends every process of the job
 
 
+class SyncBatchNorm(BatchNorm):
+    """BatchNorm whose batch means (the statistics, and the two its input gradient takes) are
+    the whole batch's: every rank's sums added (train.sync_batch_norm). It runs the book's
+    NumPy body (engine/layers/norm.py). The parameter gradients stay this rank's share; the
+    gradient step adds them up with the others."""
+
+    world: Parallel  # set by Parallel.setup
+
+    def batch_mean(self, a: np.ndarray) -> np.ndarray:
+        """The per-channel mean over every rank's rows: one sum of the sums and the counts."""
+        total = self.world.sum(np.append(a.sum(axis=0), a.shape[0]).astype(a.dtype))
+        return total[:-1] / total[-1]
+
+
 def train(request: Any, hooks: Any) -> dict[str, Any]:
     """`bptrain train` on every rank of the MPI job (see the module's docstring)."""
-    from dataclasses import replace
-
     from .. import console
     from ..run import session
 
-    par = world()
+    try:
+        par = world()
+    except BptrainError as error:  # every rank meets it (no mpi4py): rank 0 alone says so
+        if launched_rank() == 0:
+            raise
+        raise RankStopped(str(error), int(error.exit_code)) from None
     if not par.is_root:
         console.configure(quiet=True)
         hooks = replace(hooks, emit=lambda record: None, progress=lambda n: None)

@@ -1,21 +1,9 @@
-"""2-D convolution on (N, C, H, W) batches, through im2col/col2im (pooling is in pool.py), or
-for 3x3 filters at stride 1 over many channels, Winograd's tiles (winograd.py).
+"""2-D convolution on (N, C, H, W) batches through im2col/col2im (im2col.py), the book's way
+(Deep Learning from Scratch, 7.4); pooling is in pool.py.
 
-Conv2D returns an (N, F, OH, OW) array whose memory is pixel-major (OH, OW, N, F): that is the
-layout its GEMM produces, and reading it as NCHW is a free transpose. Elementwise layers and
-BatchNorm after it keep the layout (NumPy allocates results in the input's stride order), and
-MaxPool2D reads that layout fast and hands back a gradient in it (see pool.py), so the
-gradient reaching Conv2D.backward needs no copy to become the (OH*OW*N, F) GEMM operand. Any
-other layout still works, at the price of one copy.
-
-The GEMMs that write or read columns run a block of output rows at a time (im2col_gemm,
-conv_gradients), so the columns are consumed while still in cache. Between forward and
-backward the layer keeps only its padded input (KH*KW times smaller than the columns), from
-which backward gathers each block's columns again.
-
-The Winograd path (float32 with the compiled loops; winograd.usable says when) reads its
-input as (H, W, N, C) memory, keeps it as it is for backward, and returns its input gradient
-in that memory too; the output is pixel-major either way."""
+With the compiled loops (the `fast` extra) the work goes to accel/conv.py, which computes the
+same function in cache-sized blocks of rows, or with Winograd's tiles, on every thread.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +11,12 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from ...accel import winograd
-from ...accel.im2col import Pair, conv_gradients, im2col_gemm, output_size
+from ... import accel
 from ...errors import ConfigError
+from ...functional import Pair, output_size
 from ..initializers import INITIALIZERS
 from .base import LAYERS, Layer, Shape
+from .im2col import col2im, im2col
 from .image import check_fits, image_shape, pair, positive
 
 
@@ -68,6 +57,7 @@ class Conv2D(Layer):
         self.stride = positive(stride, "stride")
         self.pad = self._padding(padding)
         self.init = INITIALIZERS.build(init, path="init")
+        self.fast = None  # accel/conv.py when the compiled loops ran the last forward
 
     def _padding(self, padding: int | str) -> Pair:
         """Padding per axis (rows, columns); 'same' pads (K - 1) / 2 on each side."""
@@ -97,57 +87,31 @@ class Conv2D(Layer):
         )
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
-        n, _, h, w = x.shape
-        self.xt = self.images = None
-        if winograd.usable(x.dtype, self.params["W"], self.stride):
-            # (H, W, N, C) in, (OH, OW, N, F) out: the pixel-major memory of the other path.
-            self.images = winograd.channels_last(x)
-            out = winograd.forward(self.images, self.params["W"], self.params["b"], self.pad)
-            return out.transpose(2, 3, 0, 1)
-        # xt: the padded input as (C, H + 2*ph, W + 2*pw, N); out (OH*OW*N, F), from columns
-        # (C*KH*KW + 1, OH*OW*N) whose row of ones carries the bias through the GEMM.
-        self.xt, out = im2col_gemm(x, self._weights_and_bias(), self.kernel, self.stride, self.pad)
-        oh = output_size(h, self.kernel[0], self.stride, self.pad[0])
-        ow = output_size(w, self.kernel[1], self.stride, self.pad[1])
-        # (OH*OW*N, F) -> (OH, OW, N, F) -> (N, F, OH, OW): views, memory stays pixel-major.
-        return out.reshape(oh, ow, n, self.filters).transpose(2, 3, 0, 1)
-
-    def _weights_and_bias(self) -> np.ndarray:
-        """(F, C*KH*KW + 1): the filters as rows, the bias as the last column."""
-        W2 = self.params["W"].reshape(self.filters, -1)  # (F, C, KH, KW) -> (F, C*KH*KW)
-        return np.concatenate([W2, self.params["b"][:, None]], axis=1)
+        self.fast = accel.for_layer(self, x, train)  # the compiled loops' way, when they run
+        if self.fast is not None:
+            return self.fast.forward(self, x)
+        FN, _, FH, FW = self.params["W"].shape
+        N, _, H, W = x.shape
+        out_h = output_size(H, FH, self.stride, self.pad[0])
+        out_w = output_size(W, FW, self.stride, self.pad[1])
+        col = im2col(x, self.kernel, self.stride, self.pad)  # (C*FH*FW, OH*OW*N)
+        col_W = self.params["W"].reshape(FN, -1).T  # (C*FH*FW, FN)
+        out = col.T @ col_W + self.params["b"]  # (OH*OW*N, FN)
+        self.x_shape, self.col, self.col_W = x.shape, col, col_W
+        # (OH*OW*N, FN) -> (OH, OW, N, FN) -> (N, FN, OH, OW): views, the memory pixel-major.
+        return out.reshape(out_h, out_w, N, FN).transpose(2, 3, 0, 1)
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
-        if self.images is not None:
-            return self._winograd_backward(dout)
-        # (N, F, OH, OW) -> (OH*OW*N, F): a view when dout is pixel-major, else one copy.
-        dout2 = dout.transpose(2, 3, 0, 1).reshape(-1, self.filters)
-        W2 = self.params["W"].reshape(self.filters, -1)
-        # The same GEMMs give both gradients: (C*KH*KW + 1, F), dW transposed and, from the
-        # row of ones, db (the sum of dout over every output pixel) in its last row; and
-        # unless this is the first layer, dx = col2im(W2.T @ dout2.T).
-        grads, dx = conv_gradients(
-            self.xt, dout2, W2, self.kernel, self.stride, self.pad, not self.skip_input_grad
-        )
-        self.grads["W"].reshape(self.filters, -1)[...] = grads[:-1].T
-        self.grads["b"][...] = grads[-1]
-        return dx
-
-    def _winograd_backward(self, dout: np.ndarray) -> np.ndarray | None:
-        dy = np.ascontiguousarray(dout.transpose(2, 3, 0, 1))  # (OH, OW, N, F), mostly a view
-        self.grads["W"][...], self.grads["b"][...] = winograd.weight_grads(
-            self.images, dy, self.pad
-        )
-        if self.skip_input_grad:
+        if self.fast is not None:
+            return self.fast.backward(self, dout)
+        FN, C, FH, FW = self.params["W"].shape
+        dout = dout.transpose(2, 3, 0, 1).reshape(-1, FN)  # (OH*OW*N, FN)
+        self.grads["b"][...] = np.sum(dout, axis=0)
+        self.grads["W"][...] = (self.col @ dout).T.reshape(FN, C, FH, FW)
+        if self.skip_input_grad:  # the first layer: nothing before it needs dx
             return None
-        h, w = self.images.shape[:2]
-        dx = winograd.input_grad(dy, self.params["W"], self.pad, (h, w))
-        return dx.transpose(2, 3, 0, 1)  # (N, C, H, W) over (H, W, N, C) memory
-
-    def reads_channels_last(self, input_dtype: np.dtype) -> bool:
-        """Whether forward reads its input as (H, W, N, C) memory (Winograd) rather than
-        (C, H, W, N) (im2col's copy): the layout a fused run before it should hand over."""
-        return winograd.usable(input_dtype, self.params["W"], self.stride)
+        dcol = self.col_W @ dout.T  # (C*FH*FW, OH*OW*N)
+        return col2im(dcol, self.x_shape, self.kernel, self.stride, self.pad)
 
     def __repr__(self) -> str:
         return (

@@ -1,28 +1,59 @@
-"""Runs of layers that train as one compiled pass each way: BatchNorm -> max-pool (-> ReLU),
-and max-pool -> ReLU.
+"""Runs of layers that may train as one pass each way: BatchNorm -> max-pool (-> ReLU), and
+max-pool -> ReLU (the network runs a ReLU after the pool it precedes, see Network).
 
-In the conv presets a BatchNorm's output (10 MB for cnn-deep's first block, batch 100) is
-written only for the max-pool to read it and keep a quarter; backward, the pool writes a
-full-size gradient, three quarters zeros, for BatchNorm to read twice. Memory traffic is what
-these passes cost, so the fused forward pools the normalized values as it computes them, and
-the fused backward routes the pooled gradient on the fly: 10 MB written and 30 MB read fewer
-per block and step. The ReLU after a pool (the network runs it there, on a quarter of the
-values) rides in the same passes. The layers keep their parameters, gradients, statistics and
-masks; every value goes through the unfused compiled loops' operations, so the results are
-the same bits (tests compare them). Network uses these runs while training with the compiled
-loops on a pixel-major input (a conv output); otherwise it runs the layers one by one.
+A FusedRun is planned once, when the Network is built, and is a Layer like the others: the
+network's loop runs it in its members' place. By default it runs its members one by one,
+the book's way; with the compiled loops, while training on a conv's pixel-major output, it
+hands the work to accel/fused.py, which makes one pass over memory each way instead of
+two or three and gives the members' very bits (tests compare them).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ...accel import kernels
+from ... import accel
 from .base import Layer
 from .conv import Conv2D
 from .core import Relu
 from .norm import BatchNorm
-from .pool import MaxPool2D, index_type
+from .pool import MaxPool2D
+
+
+class FusedRun(Layer):
+    """BatchNorm -> max-pool (-> ReLU) or max-pool -> ReLU, run as one layer.
+
+    The members keep their parameters, gradients, statistics and masks. `conv_after` is the
+    conv2d right after the run, if that is what follows: the fast pass lays its output out
+    as that conv reads it.
+    """
+
+    def __init__(self, members: list[Layer], conv_after: Conv2D | None = None) -> None:
+        super().__init__()
+        self.members = members
+        self.norm = members[0] if isinstance(members[0], BatchNorm) else None
+        self.pool = members[1 if self.norm is not None else 0]
+        self.relu = members[-1] if isinstance(members[-1], Relu) else None
+        self.conv_after = conv_after
+        self.fast = None  # the accel/ pass that ran forward, if one did
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        self.fast = accel.for_layer(self, x, train)
+        if self.fast is not None:
+            return self.fast.forward(self, x)
+        for layer in self.members:
+            x = layer.forward(x, train=train)
+        return x
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.fast is not None:
+            return self.fast.backward(self, dout)
+        for layer in reversed(self.members):
+            dout = layer.backward(dout)
+        return dout
+
+    def __repr__(self) -> str:
+        return f"FusedRun({', '.join(map(repr, self.members))})"
 
 
 def _disjoint_pool(layer: Layer | None) -> bool:
@@ -31,7 +62,7 @@ def _disjoint_pool(layer: Layer | None) -> bool:
 
 def plan(layers: list[Layer], order: list[int]) -> list[tuple[int, ...]]:
     """The execution `order` in steps: (i,) for a layer on its own, (norm, pool[, relu]) or
-    (pool, relu) for a run that can go fused."""
+    (pool, relu) for a run that can go as one."""
     at = [*order, None]  # at[k]: the layer index k-th in execution, None past the end
     steps, k = [], 0
     while k < len(order):
@@ -49,95 +80,15 @@ def _layer(layers: list[Layer], i: int | None) -> Layer | None:
     return None if i is None else layers[i]
 
 
-def next_conv(layers: list[Layer], order: list[int], last: int) -> Conv2D | None:
-    """The conv2d right after `last` in execution order, if that is one: a run ending there
-    lays its output out as the conv reads it (see forward)."""
-    position = order.index(last) + 1
-    following = layers[order[position]] if position < len(order) else None
-    return following if type(following) is Conv2D else None
-
-
-def _pixel_major(x: np.ndarray) -> np.ndarray | None:
-    """(N, C, H, W) `x` as its C-contiguous (H, W, N, C) view, when its memory is that."""
-    if x.ndim != 4:
-        return None
-    view = x.transpose(2, 3, 0, 1)
-    return view if view.flags.c_contiguous else None
-
-
-def forward(
-    run: list[Layer], x: np.ndarray, train: bool, for_conv: Conv2D | None = None
-) -> np.ndarray | None:
-    """The run's layers' forward passes in one, or None when it cannot go fused (inference,
-    no compiled loops, x not pixel-major): then run the layers themselves.
-
-    The output is C order for a flatten -> affine after it; before a conv2d (`for_conv`)
-    it is laid out as that conv reads its input and returns its gradient, so a ReLU
-    between them works on matching memory both ways (on mismatched memory its backward took
-    1.8 ms for 2.5 MB): (H, W, N, C), the pooled values as they are, for a Winograd conv;
-    (C, H, W, N) for im2col's copy.
-    """
-    fast, planes = kernels.compiled(), _pixel_major(x)
-    if not train or fast is None or planes is None:
-        return None
-    norm, pool, relu = _roles(run)
-    n, c = x.shape[:2]
-    s, (oh, ow) = pool.size, pool._out_hw(x)
-    out = np.empty((oh, ow, n, c), dtype=x.dtype)
-    arg = np.empty(out.shape, dtype=index_type(s * s))
-    mask = np.empty(out.shape, dtype=np.bool_) if relu else None
-    if norm is not None:
-        scale = norm.prepare(x, train)
-        fast.norm_max_pool(planes, norm.mean, scale, norm.params["beta"], s, out, arg, mask)
-    else:
-        flat = (oh, ow, n * c)  # the compiled pool's own (H, W, N*C) planes
-        h, w = x.shape[2:]
-        pixels = planes.reshape(h, w, n * c)
-        fast.max_pool(pixels, s, out.reshape(flat), arg.reshape(flat), _flat(mask))
-    # backward() below needs only the pool's argmax planes and its input's shape: the pool
-    # keeps no input (with BatchNorm there was none; else it would hold the conv's output).
-    pool.x, pool.x_shape = None, x.shape
-    pool.arg = arg.reshape(oh, ow, n * c)  # the compiled pool's own argmax planes
-    if relu is not None:
-        relu.mask = mask.transpose(2, 3, 0, 1)  # (N, C, OH, OW) view of the planes
-    if for_conv is not None and for_conv.reads_channels_last(x.dtype):
-        return out.transpose(2, 3, 0, 1)
-    if for_conv is not None:  # (OH, OW, N, C) -> (C, OH, OW, N) memory, as (N, C, OH, OW)
-        channel_major = np.empty((c, oh, ow, n), dtype=x.dtype)
-        fast.transpose(out.reshape(-1, c), channel_major.reshape(c, -1))
-        return channel_major.transpose(3, 0, 1, 2)
-    return np.ascontiguousarray(out.transpose(2, 3, 0, 1))  # one copy of the small output
-
-
-def _roles(run: list[Layer]) -> tuple[BatchNorm | None, MaxPool2D, Relu | None]:
-    """A run's (norm, pool, relu), None for a layer it does not have."""
-    norm = run[0] if type(run[0]) is BatchNorm else None
-    relu = run[-1] if type(run[-1]) is Relu else None
-    return norm, run[1 if norm else 0], relu
-
-
-def _flat(mask: np.ndarray | None) -> np.ndarray | None:
-    return None if mask is None else mask.reshape(mask.shape[0], mask.shape[1], -1)
-
-
-def backward(run: list[Layer], dout: np.ndarray) -> np.ndarray:
-    """The run's backward passes in one, after a fused forward: dx in pixel-major memory."""
-    fast = kernels.compiled()
-    norm, pool, relu = _roles(run)
-    mask = None if relu is None else relu.mask.transpose(2, 3, 0, 1)  # (OH, OW, N, C)
-    d = np.ascontiguousarray(dout.transpose(2, 3, 0, 1))  # (OH, OW, N, C)
-    arg = pool.arg.reshape(d.shape)
-    if norm is None:
-        n, c, h, w = pool.x_shape
-        dx = np.empty((h, w, n * c), dtype=d.dtype)
-        flat = (d.shape[0], d.shape[1], n * c)
-        fast.max_pool_dx(d.reshape(flat), pool.arg, pool.size, dx, _flat(mask))
-        return dx.reshape(h, w, n, c).transpose(2, 3, 0, 1)
-    x = norm.x
-    n, c, h, w = x.shape
-    planes = x.transpose(2, 3, 0, 1)  # (H, W, N, C), contiguous (forward checked it)
-    dbeta, dxc = fast.pooled_gradient_sums(planes, norm.mean, d, arg, pool.size, mask)
-    scale, q, p = norm.gradient_factors(dbeta, dxc, d.dtype)
-    dx = np.empty((h, w, n, c), dtype=d.dtype)
-    fast.norm_max_pool_dx(planes, norm.mean, d, arg, pool.size, q, p, scale, dx, mask)
-    return dx.transpose(2, 3, 0, 1)
+def chain(layers: list[Layer], order: list[int], steps: list[tuple[int, ...]]) -> list[Layer]:
+    """The layers the network's loop runs, in order: each step's layer, or its FusedRun."""
+    result: list[Layer] = []
+    for step in steps:
+        if len(step) == 1:
+            result.append(layers[step[0]])
+            continue
+        position = order.index(step[-1]) + 1
+        following = layers[order[position]] if position < len(order) else None
+        conv = following if type(following) is Conv2D else None
+        result.append(FusedRun([layers[i] for i in step], conv_after=conv))
+    return result

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ...accel.im2col import Pair
 from ...errors import ConfigError
+from ...functional import Pair
 from .base import Shape
 
 

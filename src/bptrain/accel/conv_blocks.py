@@ -1,61 +1,33 @@
-"""im2col/col2im: convolution as one matrix product, pooling as a loop over kernel offsets.
+"""The convolution in blocks of output rows: accel/'s im2col and col2im (the whole-batch forms,
+the book's, are engine/layers/im2col.py).
 
-Layout: `im2col` returns columns of shape (C*KH*KW, OH*OW*N), one column per output pixel of
-the whole batch and rows in the order of ``W.reshape(F, C*KH*KW)``. The columns are
-*pixel-major* (output row, output column, then sample): gathering them from a (C, H, W, N) copy
-of the input copies runs of OW*N contiguous values, and the GEMM ``cols.T @ W2.T`` then yields
-(OH*OW*N, F), i.e. a conv output whose memory is (OH, OW, N, F). In that layout the pixels a
-pooling window combines lie in separate runs of N*F contiguous values, which is what makes
-pooling fast (see MaxPool2D). This is the transpose of the book's (N*OH*OW, C*KH*KW), with
-the pixel axes moved outward.
+Columns are pixel-major, as engine/layers/im2col.py lays them out: (C*KH*KW, OH*OW*N), rows in
+the order of ``W.reshape(F, C*KH*KW)``, so the GEMM ``cols.T @ W2.T`` yields (OH*OW*N, F), a
+conv output whose memory is (OH, OW, N, F). Gathering them from a (C, H, W, N) copy of the
+input copies runs of OW*N contiguous values.
 
-Conv2D uses the blocked forms, im2col_gemm and conv_gradients: the same columns and the same
-sums, a block of output rows at a time, so that each block's columns are still in cache when
-the next step reads them; the backward gathers them again instead of keeping them. im2col
-and col2im are the whole-batch forms (and the tests').
+im2col_gemm and conv_gradients compute the same columns and the same sums a block of output
+rows at a time, so that each block's columns are still in cache when the next step reads
+them; the backward gathers them again instead of keeping them.
 
-With the `fast` extra the gather and the sums run as compiled loops split over the threads
-(compiled.gather_patches, scatter_patches; NumPy runs them on one thread whatever BLAS has).
-They give the same bits as the NumPy code: the gather is a copy, and the sums add each
-value's terms in the same order, block by block. On more than one thread (and with NumPy's
-sgemm found, kernels.products()), the blocked forms run as compiled pieces instead, each
-thread gathering and multiplying its own blocks or channels (compiled_gemm.py), again with
-the same bits.
-
-Output sizes are floored, as in the book: input rows/columns that no window reaches are ignored
-(and get a zero gradient).
+With the compiled loops the gather and the sums run split over the threads
+(compiled.gather_patches, scatter_patches). They give the same bits as the NumPy statements
+of them below (tests compare them): the gather is a copy, and the sums add each value's terms
+in the same order, block by block. On more than one thread (and with NumPy's sgemm found,
+kernels.products()), the blocked forms run as compiled pieces instead, each thread gathering
+and multiplying its own blocks or channels (compiled_gemm.py), again with the same bits.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..functional import Pair, offsets, output_size
 from . import kernels
 from .blas import MIN_PIECE, TILE
-
-Pair = tuple[int, int]
-
-
-def output_size(size: int, kernel: int, stride: int, pad: int = 0) -> int:
-    """Window positions along one axis: floor((size + 2*pad - kernel) / stride) + 1."""
-    return (size + 2 * pad - kernel) // stride + 1
-
-
-def window(x: np.ndarray, i: int, j: int, stride: int, out_hw: Pair) -> np.ndarray:
-    """The inputs under kernel offset (i, j) for every output pixel: a (N, C, OH, OW) view."""
-    oh, ow = out_hw
-    return x[:, :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride]
-
-
-def offsets(kernel: Pair) -> Iterator[tuple[int, int, int]]:
-    """(k, i, j) for every kernel offset (i, j), k its flat index in row-major order."""
-    kh, kw = kernel
-    for k in range(kh * kw):
-        yield k, k // kw, k % kw
 
 
 def pixel_major(x: np.ndarray, pad: Pair) -> np.ndarray:
@@ -133,31 +105,6 @@ def add_patches(
         target = dxp[:, top + i : top + i + stride * (r - 1) + 1 : stride]
         target = target[:, :, j : j + stride * (ow - 1) + 1 : stride]
         np.add(target, slabs[:, i, j], out=target)
-
-
-def im2col(
-    x: np.ndarray,
-    kernel: Pair,
-    stride: int = 1,
-    pad: Pair = (0, 0),
-    ones_row: bool = False,
-) -> np.ndarray:
-    """(N, C, H, W) -> (C*KH*KW, OH*OW*N) pixel-major columns, contiguous, in x's dtype.
-
-    `ones_row` appends a row of ones (shape (C*KH*KW + 1, OH*OW*N)): a bias stored as an extra
-    weight column then rides in the convolution's GEMM instead of costing a pass of its own.
-    """
-    n, c, h, w = x.shape
-    oh = output_size(h, kernel[0], stride, pad[0])
-    ow = output_size(w, kernel[1], stride, pad[1])
-    xt = pixel_major(x, pad)
-    rows = c * kernel[0] * kernel[1]
-    cols = np.empty((rows + ones_row, oh * ow * n), dtype=x.dtype)
-    # (C, KH, KW, OH, OW, N) -> (C*KH*KW, OH*OW*N): the one gather copy of the convolution.
-    gather(xt, kernel, stride, slice(0, oh), ow, cols[:rows])
-    if ones_row:
-        cols[rows] = 1
-    return cols
 
 
 def _column_buffer(k: int, blocks: list[slice], ow: int, n: int, dtype: np.dtype) -> np.ndarray:
@@ -350,24 +297,3 @@ def _in_order(parts: np.ndarray) -> np.ndarray:
     for part in parts:
         grads += part
     return grads
-
-
-def col2im(
-    cols: np.ndarray,
-    x_shape: tuple[int, ...],
-    kernel: Pair,
-    stride: int = 1,
-    pad: Pair = (0, 0),
-) -> np.ndarray:
-    """The adjoint of im2col: (C*KH*KW, OH*OW*N) -> (N, C, H, W), overlaps summed.
-
-    Loops over the KH*KW kernel offsets only; each iteration adds one (C, OH, OW, N) slab.
-    The result is an (N, C, H, W) view of (C, H, W, N) memory, the layout the slabs arrive in;
-    NumPy ops downstream accept any strides.
-    """
-    n, c, h, w = x_shape
-    (kh, kw), (ph, pw) = kernel, pad
-    oh, ow = output_size(h, kh, stride, ph), output_size(w, kw, stride, pw)
-    dxp = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=cols.dtype)
-    add_patches(dxp, cols, kernel, stride, slice(0, oh), ow)
-    return dxp.transpose(3, 0, 1, 2)[:, :, ph : ph + h, pw : pw + w]
