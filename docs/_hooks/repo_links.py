@@ -17,10 +17,6 @@ from mkdocs.structure.files import File, Files
 
 LINK = re.compile(r"(\]\(|<img src=\"|href=\")([^)\"#\s]+)")
 REPO_PREFIXES = ("src/", "configs/", "benchmarks/", "examples/", "tests/")
-# Files the pages name ahead of the engine refactor of issue 32 (the book's plain im2col/col2im
-# move into engine/). Until a file exists its link is shown as plain text; once it exists it is
-# linked and checked like any other (tests/docs/test_reading.py skips its symbols meanwhile).
-PENDING = {"src/bptrain/engine/layers/im2col.py"}
 
 
 def _repo(config) -> Path:
@@ -48,8 +44,6 @@ def _rewrite(markdown: str, in_readme: bool, repo: Path) -> str:
             return prefix + "index.md"
         if (repo / target).is_dir():
             target = target.rstrip("/") + "/__init__.py"
-        if target in PENDING and not (repo / target).exists():
-            return prefix + "#the-path-in-order"  # not written yet: see PENDING
         return prefix + target
 
     return LINK.sub(fix, markdown)

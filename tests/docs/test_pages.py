@@ -19,9 +19,6 @@ from bptrain.errors import ExitCode
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(DOCS / "_hooks"))
-
-from repo_links import PENDING  # noqa: E402
 
 import report  # noqa: E402
 
@@ -83,8 +80,6 @@ def test_reading_walks_the_engine_in_the_seeds_order():
 @pytest.mark.parametrize(("path", "symbols"), _stops(), ids=lambda v: str(v)[:50])
 def test_every_symbol_reading_names_is_in_its_file(path, symbols):
     source = ROOT / path
-    if path in PENDING and not source.exists():
-        pytest.skip(f"{path} comes with the engine refactor (docs/_hooks/repo_links.py PENDING)")
     assert symbols, path
     missing = set(symbols) - _defined(source)
     assert not missing, f"{path} has no {sorted(missing)}"
