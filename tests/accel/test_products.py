@@ -1,4 +1,4 @@
-"""Conv and dense products in pieces on the compiled loops' threads (compiled_gemm.py).
+"""Conv and dense products in pieces on the compiled loops' threads (compiled/gemm.py).
 
 The pieces must give the bits of the one-thread path (NumPy's matmul on one BLAS thread), on
 any budget of threads: training is then the same on 1, 2 or 3 threads, and a resume exact.
@@ -42,7 +42,7 @@ def budget(monkeypatch):
 @pytest.fixture
 def calls(monkeypatch):
     """How many times each compiled_gemm function ran (they still run)."""
-    from bptrain.accel import compiled_gemm
+    from bptrain.accel.compiled import gemm as compiled_gemm
 
     counts: dict[str, int] = {}
     for name in ("conv_forward", "conv_weight_grads", "conv_gradients", "gemm_pieces"):

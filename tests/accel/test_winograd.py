@@ -1,4 +1,4 @@
-"""Winograd's 3x3 convolution (winograd.py, compiled_winograd.py): right, used where it
+"""Winograd's 3x3 convolution (winograd.py, compiled/winograd.py): right, used where it
 should be, the same bits on any thread count, and laid out as its neighbours read it."""
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def prepare() -> None:
 
 
 def loops() -> ModuleType | None:
-    """The compiled loops (accel/compiled.py), or None when the NumPy code is to run: for the
+    """The compiled loops (accel/compiled/), or None when the NumPy code is to run: for the
     optimizers' and the weight average's one-sweep steps, which give NumPy's very bits."""
     return kernels.compiled()
 

@@ -1,4 +1,4 @@
-"""BatchNorm the fast way, with the compiled loops (compiled.py): statistics in one pass, the
+"""BatchNorm the fast way, with the compiled loops (compiled/): statistics in one pass, the
 normalisation in another, and backward's sums and dx in one each, split over the threads.
 
 It works on a 2-D (M, C) view with the channels innermost: a pixel-major conv output (OH, OW,

@@ -1,8 +1,8 @@
 """NumPy's own BLAS sgemm, for compiled loops that run matrix products on their threads.
 
 The conv and dense layers' products can run as pieces on the compiled loops' threads
-(compiled_gemm.py), each piece one single-threaded call of the BLAS NumPy was built with, so
-that one thread pool does all of a step's parallel work (see compiled_gemm.py for why). This
+(compiled/gemm.py), each piece one single-threaded call of the BLAS NumPy was built with, so
+that one thread pool does all of a step's parallel work (see compiled/gemm.py for why). This
 module finds that BLAS's CBLAS sgemm through threadpoolctl (the library file NumPy loaded)
 and ctypes. NumPy's wheels bundle OpenBLAS with 64-bit integers and prefixed names
 (`scipy_cblas_sgemm64_`), the build this is tested with; other 64-bit-integer OpenBLAS

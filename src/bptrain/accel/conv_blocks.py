@@ -15,7 +15,7 @@ With the compiled loops the gather and the sums run split over the threads
 of them below (tests compare them): the gather is a copy, and the sums add each value's terms
 in the same order, block by block. On more than one thread (and with NumPy's sgemm found,
 kernels.products()), the blocked forms run as compiled pieces instead, each thread gathering
-and multiplying its own blocks or channels (compiled_gemm.py), again with the same bits.
+and multiplying its own blocks or channels (compiled/gemm.py), again with the same bits.
 """
 
 from __future__ import annotations

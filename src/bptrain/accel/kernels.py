@@ -1,14 +1,14 @@
 """Which implementation the memory-bound layer passes use: compiled loops or NumPy.
 
 With the `fast` extra (numba) installed, the memory-bound passes run compiled loops
-(compiled.py) that do in one sweep, split over the threads, what takes NumPy several ufunc
+(compiled/) that do in one sweep, split over the threads, what takes NumPy several ufunc
 passes on one thread: BatchNorm, max-pooling, the two fused (accel/fused.py), the im2col
 gather and col2im sums of the convolutions, the Adam step and the weight average. Without it,
 or with BPTRAIN_KERNELS=numpy, they run NumPy code. Both compute the same function (tests
 compare them). The convolutions', Adam's and the average's loops give NumPy's very bits;
 BatchNorm's sums round differently, so a resume is bit-exact only under the run's own choice.
 On more than one thread the loops' threads also run the conv and dense layers' products, in
-pieces that each call NumPy's sgemm on one BLAS thread (products(), compiled_gemm.py).
+pieces that each call NumPy's sgemm on one BLAS thread (products(), compiled/gemm.py).
 
 numba is imported on the first call, not when bptrain is: commands that never run such a
 layer or optimizer (and `bptrain --help`) do not pay for it. Compiled code is cached on disk
@@ -59,14 +59,14 @@ def _load(wanted: str) -> ModuleType | None:
         # GEMM: a cnn-deep step on 2 threads took 200 ms (median) that way, 96 ms with
         # waiting threads that sleep. libgomp reads this when numba first starts its pool,
         # after this import. A user's own setting wins. With sgemm found, the products run
-        # on the loops' threads (compiled_gemm.py) and BLAS on one: spinning is then what
+        # on the loops' threads (compiled/gemm.py) and BLAS on one: spinning is then what
         # keeps those threads quick to start the next piece of work.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         from . import compiled as module
 
         if sgemm is not None:
-            from . import compiled_gemm
+            from .compiled import gemm as compiled_gemm
 
             _products.append((compiled_gemm, sgemm))
     except ImportError as error:
@@ -112,7 +112,7 @@ def set_threads(threads: int | None) -> int | None:
     The count is BLAS's when the loops load, and `--threads` sets both, so one number means
     one budget: `--threads 1` (or OPENBLAS_NUM_THREADS=1) is one core for all. With more,
     the conv and dense layers' products run in pieces on the loops' threads, each on a BLAS
-    of one thread (compiled_gemm.py), when NumPy's sgemm is found.
+    of one thread (compiled/gemm.py), when NumPy's sgemm is found.
     """
     if not (_loaded and _loaded[0] is not None):
         return None

@@ -1,5 +1,5 @@
 """a @ b for the dense layers: in pieces of output rows or columns on the compiled loops'
-threads when kernels.products() says they run there (compiled_gemm.py), else NumPy's matmul.
+threads when kernels.products() says they run there (compiled/gemm.py), else NumPy's matmul.
 
 The pieces make the sgemm calls NumPy's matmul would make for the same operands, each for a
 range of rows or columns, so the result is the same bits either way. Every piece reads all of

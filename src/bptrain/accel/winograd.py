@@ -94,7 +94,7 @@ def weight_grads(images: np.ndarray, dy: np.ndarray, pad: tuple[int, int]):
 
 
 def _compiled():
-    from . import compiled_winograd
+    from .compiled import winograd as compiled_winograd
 
     return compiled_winograd, kernels.sgemm()
 

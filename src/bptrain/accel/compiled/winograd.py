@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .blas import NO_TRANS, TRANS
-from .compiled_gemm import _gemm
+from ..blas import NO_TRANS, TRANS
+from .gemm import _gemm
 
 FLOAT = 4  # bytes of a float32: pointers below are addresses, offsets in bytes
 

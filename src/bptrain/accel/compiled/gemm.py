@@ -28,8 +28,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .blas import NO_TRANS, ROW_MAJOR, TRANS
-from .compiled import gather_row, scatter_row
+from ..blas import NO_TRANS, ROW_MAJOR, TRANS
+from .patches import gather_row, scatter_row
 
 FLOAT = 4  # bytes of a float32: pointers below are addresses, offsets in bytes
 
