@@ -1,47 +1,38 @@
-"""Shared fixtures: a small, learnable synthetic dataset written as real IDX files."""
+"""Shared fixtures: a private data cache for every test, a small learnable synthetic dataset
+written as real IDX files (by data_helpers, the one IDX writer), isolation, real datasets."""
 
-import gzip
-import struct
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-SHARED_FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
-SHARED_MNIST = SHARED_FASHION.parent / "mnist"
+_COMPILED = pytest.StashKey[object]()  # (accel folder, saved set) when the numba cache is kept
 
 
-def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:
-    """Write a uint8 array as an IDX file (magic 0x08 + ndim, big-endian dims, payload)."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
-        f">{array.ndim}I", *array.shape
-    )
-    payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-    if compress:
-        path.with_name(path.name + ".gz").write_bytes(gzip.compress(payload, mtime=0))
-    else:
-        path.write_bytes(payload)
+def pytest_sessionstart(session):
+    """Bring in the numba loops an earlier session compiled (see compiled_cache)."""
+    from compiled_cache import accel_folder, restore, store_for, store_root
+
+    root, accel = store_root(), accel_folder()
+    store = store_for(accel, root) if root and accel else None
+    session.config.stash[_COMPILED] = (accel, store) if store else None
+    if store:
+        try:
+            restore(accel, store)
+        except OSError as error:  # a read-only tree or cache: the loops compile as before
+            print(f"compiled_cache: not restored ({error})", file=sys.stderr)
 
 
-def make_idx_dataset(
-    folder: Path,
-    n_train: int = 600,
-    n_test: int = 200,
-    classes: int = 10,
-    seed: int = 0,
-    size: int = 28,
-) -> Path:
-    """Four IDX files of noisy class templates: easy to learn, hard to memorize by accident."""
-    rng = np.random.default_rng(seed)
-    templates = (rng.random((classes, size, size)) < 0.2) * 255.0  # sparse strokes, like digits
-    folder.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, classes, n).astype(np.uint8)
-        noise = rng.normal(0, 40, (n, size, size))
-        images = np.clip(templates[labels] * 0.7 + noise, 0, 255).astype(np.uint8)
-        write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
-    return folder
+def pytest_sessionfinish(session):
+    """Keep this session's numba loops for the next one, in whichever clone it runs."""
+    from compiled_cache import save
+
+    where = session.config.stash.get(_COMPILED, None)
+    if where:
+        try:
+            save(*where)
+        except OSError as error:
+            print(f"compiled_cache: not saved ({error})", file=sys.stderr)
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +46,8 @@ def private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def idx_folder(tmp_path_factory) -> Path:
     """A read-only-by-convention synthetic `idx` dataset shared by the CLI tests."""
+    from data_helpers import make_idx_dataset
+
     return make_idx_dataset(tmp_path_factory.mktemp("idx-data"))
 
 
@@ -78,17 +71,21 @@ def server():
 @pytest.fixture
 def fashion_folder() -> Path:
     """The real Fashion-MNIST copy beside the repository; skips when it is not there."""
-    if not (SHARED_FASHION / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"no Fashion-MNIST copy at {SHARED_FASHION}")
-    return SHARED_FASHION
+    from data_helpers import FASHION_COPY
+
+    if not (FASHION_COPY / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"no Fashion-MNIST copy at {FASHION_COPY}")
+    return FASHION_COPY
 
 
 @pytest.fixture
 def mnist_folder() -> Path:
     """The real MNIST copy beside the repository; skips when it is not there."""
-    if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"no MNIST copy at {SHARED_MNIST}")
-    return SHARED_MNIST
+    from data_helpers import MNIST_COPY
+
+    if not (MNIST_COPY / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"no MNIST copy at {MNIST_COPY}")
+    return MNIST_COPY
 
 
 @pytest.fixture

@@ -1,11 +1,8 @@
-"""Test helpers for data: synthetic IDX files and a loopback HTTP server whose replies tests script.
+"""Test helpers for data: THE writer of IDX files (synthetic, learnable or random), the data
+tests' standard dataset, and a loopback HTTP server whose replies tests script.
 
-Import from test files (`from data_helpers import ...`); fixtures stay in the test files, e.g.
-
-    @pytest.fixture
-    def server():
-        with LoopbackServer() as srv:
-            yield srv
+Import from test files (`from data_helpers import ...`); the fixtures built on these live in
+tests/conftest.py (idx_folder, server, isolated_env) and tests/data/conftest.py.
 """
 
 from __future__ import annotations
@@ -29,8 +26,9 @@ from bptrain.data import FILE_NAMES, DatasetInfo, FileSpec
 
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = FILE_NAMES
 
-# The real Fashion-MNIST copy beside the repository (absent in a user's checkout).
+# The real datasets beside the repository (absent in a user's checkout).
 FASHION_COPY = Path(__file__).resolve().parents[2] / "shared/data/fashion-mnist"
+MNIST_COPY = FASHION_COPY.parent / "mnist"
 
 Behaviour = Callable[[BaseHTTPRequestHandler], None]
 
@@ -86,6 +84,32 @@ def write_files(folder: Path, files: dict[str, bytes], *, compress: bool = True)
     return folder
 
 
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:
+    """Write a uint8 array as the IDX file `path` (as PATH.gz when compress)."""
+    write_files(path.parent, {path.name: idx_bytes(array)}, compress=compress)
+
+
+def make_idx_dataset(
+    folder: Path,
+    n_train: int = 600,
+    n_test: int = 200,
+    classes: int = 10,
+    seed: int = 0,
+    size: int = 28,
+) -> Path:
+    """Four IDX files of noisy class templates: easy to learn, hard to memorize by accident."""
+    rng = np.random.default_rng(seed)
+    templates = (rng.random((classes, size, size)) < 0.2) * 255.0  # sparse strokes, like digits
+    files = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, classes, n).astype(np.uint8)
+        noise = rng.normal(0, 40, (n, size, size))
+        images = np.clip(templates[labels] * 0.7 + noise, 0, 255).astype(np.uint8)
+        files[f"{prefix}-images-idx3-ubyte"] = idx_bytes(images)
+        files[f"{prefix}-labels-idx1-ubyte"] = idx_bytes(labels)
+    return write_files(folder, files)
+
+
 def make_info(
     files: dict[str, bytes],
     *,
@@ -116,6 +140,12 @@ def make_info(
 def sha256(data: bytes) -> str:
     """Hex SHA-256 of bytes."""
     return hashlib.sha256(data).hexdigest()
+
+
+# The data tests' standard dataset: six training and four test images (synthetic_files), and a
+# DatasetInfo whose checksums and sizes are those very bytes.
+FILES = synthetic_files()
+INFO = make_info(FILES)
 
 
 # ---------------------------------------------------------------- loopback HTTP server

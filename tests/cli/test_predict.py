@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from cli_helpers import invoke, records, small_config, subprocess_env, write_config
-from conftest import write_idx
+from data_helpers import write_idx
 
 
 @pytest.fixture(scope="module")

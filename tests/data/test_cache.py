@@ -13,6 +13,8 @@ from bptrain.data.cache import dataset_folder
 from bptrain.errors import ConfigError, DataError
 from data_helpers import (
     FAST,
+    FILES,
+    INFO,
     TEST_IMAGES,
     TEST_LABELS,
     TRAIN_IMAGES,
@@ -26,13 +28,6 @@ from data_helpers import (
     synthetic_files,
     write_files,
 )
-
-FILES = synthetic_files()
-INFO = make_info(FILES)
-
-
-pytestmark = pytest.mark.usefixtures("isolated_env")
-
 
 # ---------------------------------------------------------------- where the cache is
 

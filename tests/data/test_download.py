@@ -20,6 +20,8 @@ import bptrain
 from bptrain.data import FILE_NAMES, fetch
 from bptrain.errors import ConfigError, DataError
 from data_helpers import (
+    FILES,
+    INFO,
     TEST_LABELS,
     TRAIN_IMAGES,
     LoopbackServer,
@@ -39,11 +41,6 @@ from data_helpers import (
 )
 
 FAST = {"timeout": (2.0, 2.0), "retries": 2, "backoff": 0.0, "quiet": True}
-FILES = synthetic_files()
-INFO = make_info(FILES)
-
-
-pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 def cache(tmp_path: Path) -> Path:

@@ -13,6 +13,8 @@ from bptrain.data import DATASETS, FILE_NAMES, fetch, load
 from bptrain.errors import DataError
 from data_helpers import (
     FAST,
+    FILES,
+    INFO,
     TEST_IMAGES,
     TEST_LABELS,
     TRAIN_IMAGES,
@@ -28,15 +30,11 @@ from data_helpers import (
     write_files,
 )
 
-FILES = synthetic_files()
-INFO = make_info(FILES)
 # Same sizes, other bytes in all four files: another "dataset", as fashion-mnist is to mnist.
 OTHER_FILES = synthetic_files(seed=1) | {
     TRAIN_LABELS: idx_bytes((np.arange(6) + 1) % 10),
     TEST_LABELS: idx_bytes((np.arange(4) + 1) % 10),
 }
-
-pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 def as_seen_by_a_user(line: str, tmp_path: Path) -> str:

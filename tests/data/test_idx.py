@@ -23,9 +23,6 @@ from data_helpers import (
     write_files,
 )
 
-pytestmark = pytest.mark.usefixtures("isolated_env")
-
-
 IMAGES = np.arange(3 * 28 * 28, dtype=np.uint64).reshape(3, 28, 28).astype(np.uint8)
 LABELS = np.array([0, 9, 4], dtype=np.uint8)
 KNOWN_IMAGES = Expect(FileSpec(TRAIN_IMAGES), image_shape=(28, 28), num_classes=10)

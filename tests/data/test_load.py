@@ -25,11 +25,9 @@ from data_helpers import (
     write_files,
 )
 
+# Larger than data_helpers.FILES: twelve training images leave room to split and slice them.
 FILES = synthetic_files(n_train=12, n_test=5)
 INFO = make_info(FILES)
-
-
-pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 def pixels(name: str) -> np.ndarray:

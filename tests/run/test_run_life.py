@@ -19,7 +19,7 @@ from bptrain import console
 from bptrain.errors import ExitCode
 from bptrain.run import checkpoint, outfile
 from cli_helpers import invoke, records, small_config, spawn, subprocess_env, write_config
-from conftest import make_idx_dataset
+from data_helpers import make_idx_dataset
 
 README = Path(__file__).resolve().parents[2] / "docs" / "records.md"  # the exit-code table
 
