@@ -11,9 +11,9 @@ absolute path, so a clone in another folder would never find it. In the tree, nu
 function's cache on its file's contents (numba 0.68 here; releases before numba's PR #10659 used
 the file's mtime and size instead, which a clone sets anew: there a copy is never used, and the
 loops compile as before), its bytecode, the CPU and numba's version. What numba does not see
-is a change to a loop in another file that it inlined (compiled_gemm inlines compiled.py's
-gather_row), so the saved copies are filed under a hash of all of accel/: they serve only the
-very sources that compiled them.
+is a change to a loop in another file that it inlined (compiled/gemm.py inlines
+compiled/patches.py's gather_row), so the saved copies are filed under a hash of all of accel/
+(every folder in it): they serve only the very sources that compiled them.
 
 BPTRAIN_TEST_NUMBA_CACHE names the folder (default: $XDG_CACHE_HOME or ~/.cache, then
 bptrain-tests/numba); "off" turns this off.
@@ -57,9 +57,15 @@ def store_for(accel: Path, root: Path) -> Path | None:
     except importlib.metadata.PackageNotFoundError:
         return None
     digest = hashlib.sha256(f"{sys.version_info[:2]} numba {numba}".encode())
-    for source in sorted(accel.glob("*.py")):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    for source in sorted(accel.rglob("*.py")):
+        name = source.relative_to(accel).as_posix()
+        digest.update(name.encode() + b"\0" + source.read_bytes() + b"\0")
     return root / digest.hexdigest()[:20]
+
+
+def _packages(accel: Path) -> list[Path]:
+    """accel/ and each package in it, relative to accel/: each has a __pycache__ of its own."""
+    return [p.parent.relative_to(accel) for p in sorted(accel.rglob("__init__.py"))]
 
 
 def _units(folder: Path) -> dict[str, list[Path]]:
@@ -73,18 +79,28 @@ def _units(folder: Path) -> dict[str, list[Path]]:
 
 
 def restore(accel: Path, store: Path) -> int:
-    """Copy into accel/__pycache__ every saved function it lacks; how many were copied."""
+    """Copy into accel's __pycache__ folders every saved function they lack; how many."""
     if not store.is_dir():
         return 0
-    tree = accel / "__pycache__"
-    tree.mkdir(exist_ok=True)
-    have = _units(tree)
-    missing = {stem: files for stem, files in _units(store).items() if stem not in have}
-    for files in missing.values():
-        for file in sorted(files, key=lambda f: f.suffix == ".nbi"):  # the index last
-            shutil.copy2(file, tree / file.name)
+    copied = 0
+    for package in _packages(accel):
+        tree, saved = accel / package / "__pycache__", store / package
+        if not saved.is_dir():
+            continue
+        tree.mkdir(exist_ok=True)
+        have = _units(tree)
+        missing = {stem: files for stem, files in _units(saved).items() if stem not in have}
+        for files in missing.values():
+            for file in sorted(files, key=lambda f: f.suffix == ".nbi"):  # the index last
+                shutil.copy2(file, tree / file.name)
+        copied += len(missing)
     os.utime(store)  # recently used: pruned last
-    return len(missing)
+    return copied
+
+
+def _count(root: Path, packages: list[Path], cache: str) -> int:
+    folders = (root / package / cache for package in packages)
+    return sum(len(files) for f in folders if f.is_dir() for files in _units(f).values())
 
 
 def save(accel: Path, store: Path) -> None:
@@ -93,15 +109,17 @@ def save(accel: Path, store: Path) -> None:
     The set is written beside it and renamed into place, so a session restoring at the same
     time sees the old set, the new one or none, never half of one.
     """
-    tree_units = _units(accel / "__pycache__") if (accel / "__pycache__").is_dir() else {}
-    saved = sum(len(files) for files in _units(store).values()) if store.is_dir() else 0
-    if sum(len(files) for files in tree_units.values()) <= saved:
+    packages = _packages(accel)
+    saved = _count(store, packages, "") if store.is_dir() else 0
+    if _count(accel, packages, "__pycache__") <= saved:
         return
     fresh = store.with_name(f".{store.name}.{uuid.uuid4().hex}")
-    fresh.mkdir(parents=True)
-    for files in tree_units.values():
-        for file in files:
-            shutil.copy2(file, fresh / file.name)
+    for package in packages:
+        tree = accel / package / "__pycache__"
+        (fresh / package).mkdir(parents=True, exist_ok=True)
+        for files in (_units(tree) if tree.is_dir() else {}).values():
+            for file in files:
+                shutil.copy2(file, fresh / package / file.name)
     old = store.with_name(f".{store.name}.old.{uuid.uuid4().hex}")
     if store.is_dir():
         os.replace(store, old)
