@@ -17,6 +17,7 @@ layer or optimizer (and `bptrain --help`) do not pay for it. Compiled code is ca
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from types import ModuleType
 
@@ -37,6 +38,16 @@ def choice() -> str:
             hint="unset it to use the compiled kernels when numba is installed",
         )
     return value
+
+
+def kind() -> str:
+    """ "numba" or "numpy": which code the layers' passes run (and so whose rounding), loading
+    nothing new: the loaded choice when there is one, else what `auto` would take."""
+    if _loaded:
+        return "numpy" if _loaded[0] is None else "numba"
+    if choice() == "numpy":
+        return "numpy"
+    return "numba" if importlib.util.find_spec("numba") is not None else "numpy"
 
 
 def compiled() -> ModuleType | None:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__, files
+from ..accel import kernels
 from ..engine.network import Network
 from ..engine.optimizers import Optimizer
 from ..engine.train import TrainState
@@ -191,6 +192,7 @@ def save(
             "format_version": FORMAT_VERSION,
             "bptrain_version": __version__,
             "numpy_version": np.__version__,
+            "kernels": kernels.kind(),
             **info.to_meta(),
             "weights": weights,
             "complete": complete,

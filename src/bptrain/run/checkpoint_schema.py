@@ -121,7 +121,7 @@ EPOCH_RECORD: dict[str, Any] = {
     "wall_seconds": _number(0.0),
 }
 # Keys added after checkpoints were first written: older files lack them and still load.
-NEWER_KEYS = frozenset({"ema_updates", "wall_seconds"})
+NEWER_KEYS = frozenset({"ema_updates", "wall_seconds", "kernels"})
 DATA: dict[str, Any] = {
     "dataset": _STRING,
     "checksums": _mapping_of(_STRING, "a mapping of file names to SHA-256 strings"),
@@ -132,6 +132,7 @@ META: dict[str, Any] = {
     "format_version": _COUNT,
     "bptrain_version": _STRING,
     "numpy_version": _STRING,
+    "kernels": _one_of("numba", "numpy"),  # whose rounding the layers' passes had
     "config": _MAPPING,
     "seed": _COUNT,
     "input_shape": _list_of(_integer(1, 2**31), "a list of sizes >= 1", nonempty=True),

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..accel import kernels
 from ..config import Config, LoadedConfig, load_config
 from ..data import augment
 from ..engine.averaging import WeightAverage
@@ -224,8 +225,21 @@ def resume(ckpt: Checkpoint, run: Run) -> None:
             f"in {run.dataset.folder}",
             hint="point --data-dir at the original files",
         )
+    _note_other_kernels(ckpt)
     train = run.config.train
     run.state = restore_training(
         ckpt, run.network, run.optimizer, run.rng, run.train_rows, train.batch_size, train.ema
     )
     run.name = ckpt.info.name
+
+
+def _note_other_kernels(ckpt: Checkpoint) -> None:
+    """The compiled loops and NumPy round differently: a run resumed under the other choice
+    trains on correctly, but not to the bits an uninterrupted run would have."""
+    started, now = ckpt.meta.get("kernels"), kernels.kind()
+    if started is not None and started != now:
+        log.warning(
+            f"{ckpt.path} was trained with the {started} kernels and resumes with the {now} "
+            f"ones: training goes on, with other rounding than an uninterrupted run "
+            f"(BPTRAIN_KERNELS={started} resumes exactly)"
+        )
