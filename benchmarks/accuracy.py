@@ -61,7 +61,7 @@ from common import (
     machine,
     mnist_dir,
     portable,
-    update_readme,
+    update_docs,
     write_json,
 )
 from torch_twin import MISSING_TORCH, torch_available
@@ -163,7 +163,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="folder for the accuracy-DATASET.json files (default: benchmarks/results)",
     )
-    parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not update the docs' tables")
     parser.add_argument(
         "--readme-only",
         action="store_true",
@@ -782,8 +782,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     folder = results_folder(args)
     if args.readme_only:
-        updated = update_readme("accuracy", readme_section(folder))
-        print("README.md updated" if updated else "README.md: no accuracy markers", file=sys.stderr)
+        pages = update_docs(folder)
+        print(f"docs updated: {', '.join(pages) or 'nothing changed'}", file=sys.stderr)
         return 0
     if args.compare_torch and not torch_available():
         print(f"--compare-torch: {MISSING_TORCH}", file=sys.stderr)
@@ -815,8 +815,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"results: {path}", file=sys.stderr)
     print("\n".join(measured_table({"runs": results})))
     if save and not args.no_readme:
-        updated = update_readme("accuracy", readme_section(folder))
-        print("README.md updated" if updated else "README.md: no accuracy markers", file=sys.stderr)
+        pages = update_docs(folder)
+        print(f"docs updated: {', '.join(pages) or 'nothing changed'}", file=sys.stderr)
     failed = [f"{r['preset']} ({r['dataset']})" for r in results if missed(r)]
     if failed:
         print(f"below goal or failed: {', '.join(failed)}", file=sys.stderr)

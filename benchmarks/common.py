@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import statistics
 import time
 from collections.abc import Callable
@@ -100,12 +99,9 @@ def write_json(name: str, payload: dict) -> Path:
     return path
 
 
-def update_readme(marker: str, table: str) -> bool:
-    """Replace the text between <!-- marker:start --> and <!-- marker:end --> in README.md."""
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    pattern = re.compile(rf"(<!-- {marker}:start -->\n).*?(<!-- {marker}:end -->)", re.S)
-    if not pattern.search(text):
-        return False
-    readme.write_text(pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text))
-    return True
+def update_docs(folder: Path | None = None) -> list[str]:
+    """Rewrite the docs' generated tables from the results (benchmarks/report.py); the pages
+    that changed."""
+    import report  # imports the benchmarks' table functions, which import this module
+
+    return report.stale_pages(folder=folder or RESULTS, write=True)

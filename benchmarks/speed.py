@@ -40,7 +40,7 @@ from bptrain.engine.network import Network
 from bptrain.engine.optimizers import OPTIMIZERS
 from bptrain.engine.train import FitHooks, FitOptions, fit
 from bptrain.run.parts import PARTS
-from common import ROOT, fashion_dir, machine, median_time, mnist_shaped, update_readme, write_json
+from common import ROOT, fashion_dir, machine, median_time, mnist_shaped, update_docs, write_json
 
 AFFINE = "affine"
 # The environment the PyTorch worker starts with: this process's before bptrain's compiled
@@ -552,7 +552,7 @@ def time_pass(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not update the docs' tables")
     parser.add_argument("--only", help="time only networks whose name contains this")
     parser.add_argument(
         "--threads",
@@ -605,8 +605,8 @@ def main() -> None:
             **extra,
         },
     )
-    if not args.no_readme and not args.only and update_readme("speed", report):
-        print("README.md speed table updated", file=sys.stderr)
+    if not args.no_readme and not args.only and (pages := update_docs()):
+        print(f"docs updated: {', '.join(pages)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, mnist_dir, portable, update_readme, write_json
+from common import machine, mnist_dir, portable, update_docs, write_json
 
 TARGET, SECONDS = 0.99, 30.0
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     report = table(payload)
     print(report)
     if not args.no_readme:
-        update_readme("speedrun", report)
+        update_docs()
     ok = payload["median_accuracy"] >= TARGET and payload["median_wall_seconds"] <= SECONDS
     return 0 if ok else 1
 
