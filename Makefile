@@ -33,6 +33,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py $(ARGS)
+	$(BIN)/python benchmarks/report.py
 
 # Data-parallel epochs on MPI: 1 process x 2 threads against mpiexec -n 1 and -n 2.
 bench-mpi: $(STAMP)
@@ -40,10 +41,12 @@ bench-mpi: $(STAMP)
 
 accuracy: $(STAMP)
 	$(BIN)/python benchmarks/accuracy.py $(ARGS)
+	$(BIN)/python benchmarks/report.py
 
 # The speedrun claim: seeds 0-4 of `bptrain train speedrun`, one after the other, one thread.
 speedrun: $(STAMP)
 	$(BIN)/python benchmarks/speedrun.py $(ARGS)
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

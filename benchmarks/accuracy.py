@@ -2,7 +2,7 @@
 
     make accuracy                  # or: python benchmarks/accuracy.py [options]
     make accuracy ARGS=--compare-torch               # and the same runs in PyTorch beside them
-    python benchmarks/accuracy.py --presets mlp,cnn --dataset mnist --no-readme
+    python benchmarks/accuracy.py --presets mlp,cnn --dataset mnist
     python benchmarks/accuracy.py --presets mlp --compare-torch \
         --set data.limit_train=3000 --set train.epochs=2     # a quick check (nothing is saved)
 
@@ -61,7 +61,6 @@ from common import (
     machine,
     mnist_dir,
     portable,
-    update_docs,
     write_json,
 )
 from torch_twin import MISSING_TORCH, torch_available
@@ -162,12 +161,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--results",
         default=None,
         help="folder for the accuracy-DATASET.json files (default: benchmarks/results)",
-    )
-    parser.add_argument("--no-readme", action="store_true", help="do not update the docs' tables")
-    parser.add_argument(
-        "--readme-only",
-        action="store_true",
-        help="train nothing: rebuild the README section from benchmarks/results",
     )
     args = parser.parse_args(argv)
     if args.add_seeds and (not args.compare_torch or args.reuse_bptrain or args.overrides):
@@ -781,10 +774,6 @@ def _seed_twins(recorded: dict) -> tuple[dict[int, float], str | None]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     folder = results_folder(args)
-    if args.readme_only:
-        pages = update_docs(folder)
-        print(f"docs updated: {', '.join(pages) or 'nothing changed'}", file=sys.stderr)
-        return 0
     if args.compare_torch and not torch_available():
         print(f"--compare-torch: {MISSING_TORCH}", file=sys.stderr)
         return 2
@@ -814,9 +803,8 @@ def main(argv: list[str] | None = None) -> int:
                 path = save_results(dataset, fresh, args.threads, folder)
                 print(f"results: {path}", file=sys.stderr)
     print("\n".join(measured_table({"runs": results})))
-    if save and not args.no_readme:
-        pages = update_docs(folder)
-        print(f"docs updated: {', '.join(pages) or 'nothing changed'}", file=sys.stderr)
+    if save:
+        print("docs tables: python benchmarks/report.py (make accuracy runs it)", file=sys.stderr)
     failed = [f"{r['preset']} ({r['dataset']})" for r in results if missed(r)]
     if failed:
         print(f"below goal or failed: {', '.join(failed)}", file=sys.stderr)

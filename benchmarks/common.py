@@ -97,11 +97,3 @@ def write_json(name: str, payload: dict) -> Path:
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     os.replace(tmp, path)
     return path
-
-
-def update_docs(folder: Path | None = None) -> list[str]:
-    """Rewrite the docs' generated tables from the results (benchmarks/report.py); the pages
-    that changed."""
-    import report  # imports the benchmarks' table functions, which import this module
-
-    return report.stale_pages(folder=folder or RESULTS, write=True)

@@ -1,7 +1,7 @@
 """Speed benchmark: bptrain's training epochs against PyTorch eager and against its own GEMMs.
 
-    make bench                 # or: python benchmarks/speed.py [--repeats 5] [--no-readme]
-    make bench ARGS="--threads 1 --no-readme"    # 1 BLAS/PyTorch thread only (default: 1 and 2)
+    make bench                 # or: python benchmarks/speed.py [--repeats 5]
+    make bench ARGS="--threads 1"    # 1 BLAS/PyTorch thread only (default: 1 and 2)
 
 Times one training epoch (batch 100, float32) of each network below, median of --repeats runs,
 with bptrain's real network, optimizer, metrics and a progress bar (drawn to /dev/null);
@@ -40,7 +40,7 @@ from bptrain.engine.network import Network
 from bptrain.engine.optimizers import OPTIMIZERS
 from bptrain.engine.train import FitHooks, FitOptions, fit
 from bptrain.run.parts import PARTS
-from common import ROOT, fashion_dir, machine, median_time, mnist_shaped, update_docs, write_json
+from common import ROOT, fashion_dir, machine, median_time, mnist_shaped, write_json
 
 AFFINE = "affine"
 # The environment the PyTorch worker starts with: this process's before bptrain's compiled
@@ -552,7 +552,6 @@ def time_pass(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-readme", action="store_true", help="do not update the docs' tables")
     parser.add_argument("--only", help="time only networks whose name contains this")
     parser.add_argument(
         "--threads",
@@ -605,8 +604,8 @@ def main() -> None:
             **extra,
         },
     )
-    if not args.no_readme and not args.only and (pages := update_docs()):
-        print(f"docs updated: {', '.join(pages)}", file=sys.stderr)
+    if not args.only:
+        print("the docs' tables: python benchmarks/report.py (make bench runs it)", file=sys.stderr)
 
 
 if __name__ == "__main__":

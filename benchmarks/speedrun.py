@@ -1,6 +1,6 @@
 """The speedrun claim, measured: `bptrain train speedrun` with seeds 0-4, one BLAS thread each.
 
-    make speedrun              # or: python benchmarks/speedrun.py [--seeds 5] [--no-readme]
+    make speedrun              # or: python benchmarks/speedrun.py [--seeds 5]
 
 Each seed runs as its own `bptrain train speedrun --set seed=S --target-accuracy 0.99` process
 on MNIST (the copy beside the repository when there, else the cache), one after the other, so
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, mnist_dir, portable, update_docs, write_json
+from common import machine, mnist_dir, portable, write_json
 
 TARGET, SECONDS = 0.99, 30.0
 
@@ -81,7 +81,6 @@ def table(payload: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args(argv)
     folder = mnist_dir()
     data = ["--data-dir", str(folder), "--offline"] if folder else []
@@ -103,8 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     write_json("speedrun", payload)
     report = table(payload)
     print(report)
-    if not args.no_readme:
-        update_docs()
     ok = payload["median_accuracy"] >= TARGET and payload["median_wall_seconds"] <= SECONDS
     return 0 if ok else 1
 
