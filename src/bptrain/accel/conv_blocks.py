@@ -152,6 +152,8 @@ def im2col_gemm(
     return xt, out
 
 
+# Long: one pass over the blocks does the weight, bias and input gradients together, so each
+# block's columns are gathered once; splitting it would gather them again.
 def conv_gradients(
     xt: np.ndarray,
     dout2: np.ndarray,

@@ -134,6 +134,7 @@ def _read_stdin() -> str:
 )
 @threads_option
 @common_options
+# Long only in its signature: one parameter per click option above; the body passes them on.
 def train_command(
     config: str | None,
     overrides: tuple[str, ...],

@@ -173,6 +173,8 @@ def _check_array(
     return ParamCheck(name, array.shape, worst, worst_index, checked, skipped)
 
 
+# Long: the check reads as one recipe (float64 copy, kinks nudged away, every parameter and
+# the input, one record); its steps are the book's section 5.7.3 in order.
 def check_network(
     network: Network,
     x: np.ndarray,

@@ -192,35 +192,56 @@ def fit(
     averaged ones.
     """
     hooks = hooks if hooks is not None else FitHooks()
-    x = train[0]
-    rows, batch_size = options.rows, options.batch_size
-    n = x.shape[0] if rows is None else len(rows)
-    if n == 0:
-        raise ConfigError("the training set is empty", path="data")
-    if batch_size < 1:
-        raise ConfigError(f"must be >= 1, got {batch_size}", path="train.batch_size")
-    steps = steps_per_epoch(n, batch_size)
+    n = _training_size(train, options)
+    steps = steps_per_epoch(n, options.batch_size)
     state = state if state is not None else TrainState()
     state.interrupted = False
     while state.epoch < options.epochs and not state.stopped_early:
         if state.order is None:  # the same draws either way: permuting rows = rows[perm(n)]
+            rows = options.rows
             state.order = rng.permutation(n) if rows is None else rng.permutation(rows)
-        started = time.perf_counter()
-        # One errstate per epoch, not per step: train_step catches non-finite values itself.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            while state.step < steps:
-                if hooks.stop_requested is not None and hooks.stop_requested():
-                    state.seconds += time.perf_counter() - started
-                    state.interrupted = True
-                    return state
-                _step(network, optimizer, train, options, state, steps, rng, hooks)
-        state.seconds += time.perf_counter() - started
+        if not _epoch_steps(network, optimizer, train, options, state, steps, rng, hooks):
+            state.interrupted = True
+            return state
         if hooks.epoch_end is not None:
             hooks.epoch_end(network)
         record = _finish_epoch(network, optimizer, state, options.val, options.early_stopping)
         if hooks.on_epoch is not None:
             hooks.on_epoch(state, record)
     return state
+
+
+def _training_size(train: Arrays, options: FitOptions) -> int:
+    """How many samples an epoch draws from (all of `train`, or `options.rows`), checked."""
+    n = train[0].shape[0] if options.rows is None else len(options.rows)
+    if n == 0:
+        raise ConfigError("the training set is empty", path="data")
+    if options.batch_size < 1:
+        raise ConfigError(f"must be >= 1, got {options.batch_size}", path="train.batch_size")
+    return n
+
+
+def _epoch_steps(
+    network: Network,
+    optimizer: Optimizer,
+    train: Arrays,
+    options: FitOptions,
+    state: TrainState,
+    steps: int,
+    rng: np.random.Generator,
+    hooks: FitHooks,
+) -> bool:
+    """The epoch's remaining steps (1-3 of the four); False when a stop was requested."""
+    started = time.perf_counter()
+    # One errstate per epoch, not per step: train_step catches non-finite values itself.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        while state.step < steps:
+            if hooks.stop_requested is not None and hooks.stop_requested():
+                state.seconds += time.perf_counter() - started
+                return False
+            _step(network, optimizer, train, options, state, steps, rng, hooks)
+    state.seconds += time.perf_counter() - started
+    return True
 
 
 def _step(

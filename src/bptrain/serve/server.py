@@ -33,6 +33,7 @@ log = logging.getLogger("bptrain.serve")
 STOP_SECONDS = 3  # a stopping server waits this long for open requests
 
 
+# Long: uvicorn's settings, the guard and the signals are one start-up sequence, in order.
 def serve(
     engine: Engine,
     *,

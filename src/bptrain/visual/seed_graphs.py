@@ -77,6 +77,7 @@ def _shop(v: dict[str, float]) -> Graph:
     return Graph(title, nodes, edges, values=values)
 
 
+# Long: the seed's shopping graph with apples and oranges, each line one node or edge.
 def _shop_oranges(v: dict[str, float]) -> Graph:
     """Problem 2: plus 3 oranges at 150; an AddLayer sums the two fruits before the tax."""
     mul_apple, mul_orange, add_fruit, mul_tax = MulLayer(), MulLayer(), AddLayer(), MulLayer()
@@ -127,6 +128,7 @@ def _shop_oranges(v: dict[str, float]) -> Graph:
     return Graph(title, nodes, edges, values=values)
 
 
+# Long: the seed's sigmoid graph node by node (its figure 5-19), each line one node or edge.
 def _sigmoid(v: dict[str, float]) -> Graph:
     """y = 1 / (1 + exp(-x)) as the seed composes it: x(-1), exp, +1, 1/x."""
     x, dout = v["x"], v["dout"]
