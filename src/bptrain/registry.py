@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -15,6 +16,11 @@ import numpy as np
 from .errors import ConfigError
 
 T = TypeVar("T")
+
+# A part name that names a class in a user's Python file: "my_layers.py:Relu" (the path may
+# have folders). Here, at the bottom, so that config/ can tell such names apart (to make their
+# paths absolute) without importing custom/, which imports them.
+FILE_TYPE = re.compile(r"^(?P<file>.+\.py):(?P<cls>[A-Za-z_]\w*)$")
 
 
 def did_you_mean(
@@ -134,6 +140,7 @@ class Registry:
         self._classes: dict[str, type] = {}
         self.aliases: dict[str, str] = {}  # other libraries' names -> ours, for suggestions
         self._key_aliases: dict[str, dict[str, str]] = {}
+        self._added: set[str] = set()  # names of users' own classes (add_or_replace)
 
     def register(
         self,
@@ -158,6 +165,24 @@ class Registry:
             return cls
 
         return decorate
+
+    def add_or_replace(self, name: str, cls: type) -> None:
+        """Register a user's own class (from a file or a package's entry point) under `name`.
+
+        Unlike `register`, this replaces the class a user's code registered before under the
+        same name: a file edited between two configs in one long-lived process brings its new
+        class. A built-in name is never replaced (ValueError: callers let built-ins win).
+        """
+        if self.built_in(name):
+            raise ValueError(f"{self.kind} {name!r} is built in; a user's class cannot replace it")
+        self._classes[name] = cls
+        self._key_aliases[name] = {}
+        self._added.add(name)
+        cls.name = name  # type: ignore[attr-defined]
+
+    def built_in(self, name: object) -> bool:
+        """Whether `name` is one of bptrain's own parts (not a user's added class)."""
+        return name in self._classes and name not in self._added
 
     def names(self) -> list[str]:
         """The registered names, sorted."""

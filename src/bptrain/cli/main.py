@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from .. import __version__, console
+from ..custom import registration
 from ..errors import ConfigError, ExitCode
 from ..run import check, model, session
 from ..run.inputs import DataOptions
@@ -25,6 +26,7 @@ from .options import (
     config_argument,
     data_of,
     data_options,
+    layers_option,
     preprocess_option,
     set_option,
     threads_option,
@@ -41,6 +43,7 @@ class BptrainGroup(click.Group):
         sys.exit(self._run(args, prog_name or "bptrain", extra))
 
     def _run(self, args: Any, prog_name: str, extra: dict[str, Any]) -> int:
+        registration.reset()  # no --layers files carry over from a command run before
         with console.session(), INTERRUPTS.installed():
             return console.run(lambda: self._click(args, prog_name, extra))
 
@@ -112,6 +115,7 @@ def _read_stdin() -> str:
     help="Continue a run from its checkpoint (its config and data folder; --set may change "
     "train.*).",
 )
+@layers_option
 @click.option(
     "--print-config", is_flag=True, help="Print the merged, validated config as YAML and exit."
 )
@@ -217,6 +221,7 @@ def train_command(
     default=None,
     help="Exit 1 when the accuracy is below this fraction.",
 )
+@layers_option
 @threads_option
 @common_options
 def eval_command(

@@ -45,6 +45,25 @@ weights_option = click.option(
 )
 
 
+def _give_layers(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+    from ..custom import registration
+
+    registration.give(value)
+
+
+layers_option = click.option(
+    "--layers",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="FILE.py",
+    expose_value=False,
+    callback=_give_layers,
+    help="A file of your own layers the checkpoint was trained with (repeatable). A checkpoint "
+    "never makes bptrain import code: a file it names is imported only from here, and only if "
+    "its SHA-256 is the one recorded at training.",
+)
+
+
 def _complete_config(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
     from click.shell_completion import CompletionItem
 

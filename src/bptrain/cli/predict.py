@@ -8,7 +8,14 @@ import click
 
 from .. import console
 from ..run.threads import blas_threads
-from .options import EXIT_CODES, common_options, preprocess_option, threads_option, weights_option
+from .options import (
+    EXIT_CODES,
+    common_options,
+    layers_option,
+    preprocess_option,
+    threads_option,
+    weights_option,
+)
 
 
 @click.command(name="predict", epilog=EXIT_CODES)
@@ -40,6 +47,7 @@ from .options import EXIT_CODES, common_options, preprocess_option, threads_opti
 )
 @click.option("--overwrite", is_flag=True, help="Let --save-preprocessed replace images in DIR.")
 @weights_option
+@layers_option
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
     help="Images per forward pass.",

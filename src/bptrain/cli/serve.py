@@ -8,7 +8,13 @@ import click
 
 from .. import console, extras
 from ..run.threads import blas_threads
-from .options import common_options, preprocess_option, threads_option, weights_option
+from .options import (
+    common_options,
+    layers_option,
+    preprocess_option,
+    threads_option,
+    weights_option,
+)
 
 BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -29,6 +35,7 @@ BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     help="Open the page in the web browser (a warning says so when none can be started).",
 )  # fmt: skip
 @weights_option
+@layers_option
 @preprocess_option
 @threads_option
 @common_options

@@ -16,6 +16,7 @@ from .options import (
     config_argument,
     data_of,
     data_options,
+    layers_option,
     set_option,
     weights_option,
 )
@@ -66,6 +67,7 @@ def _read_stdin() -> str:
     "activation and gradient statistics.",
 )
 @weights_option
+@layers_option
 @data_options
 @common_options
 def graph_command(
@@ -99,6 +101,7 @@ def graph_command(
 @click.option("--json", "as_json", is_flag=True, help="One JSON record instead of the table.")
 @click.option("--out", type=click.Path(), default=None, help="Write to FILE.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@layers_option
 @common_options
 def summary_command(
     config: str | None,

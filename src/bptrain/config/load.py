@@ -3,6 +3,7 @@ reads, overrides and validates it, pointing every error at file:line."""
 
 from __future__ import annotations
 
+import os
 import re
 import typing
 from collections.abc import Iterable, Mapping
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import ConfigError, ConfigErrors
-from ..registry import Parts, suggestion
+from ..registry import FILE_TYPE, Parts, suggestion
 from .overrides import SET_LINE, apply_dataset_settings, apply_overrides
 from .schema import Config, from_dict, plain_data
 from .yaml import parse_yaml
@@ -111,6 +112,27 @@ def resolve_data_dir(data: dict[str, Any], folder: Path) -> None:
         section["dir"] = str((folder / value).resolve())  # type: ignore[index]
 
 
+def resolve_layer_files(data: dict[str, Any], folder: Path) -> None:
+    """Make the relative file of each `{type: my_layers.py:Relu}` layer absolute, in place.
+
+    As for data.dir (resolve_data_dir): a path in a config file is relative to the file's
+    folder, one from --set or stdin to the current folder (the `admit` hook of load_config
+    does that). Symlinks are kept: the file's own name is what a checkpoint records.
+    """
+    model = data.get("model")
+    layers = model.get("layers") if isinstance(model, dict) else None
+    for i, spec in enumerate(layers if isinstance(layers, list) else []):
+        name = spec.get("type") if isinstance(spec, dict) else spec
+        match = FILE_TYPE.match(name) if isinstance(name, str) else None
+        if match is None or match["file"].startswith("~") or Path(match["file"]).is_absolute():
+            continue
+        absolute = f"{os.path.abspath(folder / match['file'])}:{match['cls']}"
+        if isinstance(spec, dict):
+            spec["type"] = absolute
+        else:
+            layers[i] = absolute  # type: ignore[index]
+
+
 def load_config(
     name: str | None,
     overrides: Iterable[str] = (),
@@ -118,17 +140,23 @@ def load_config(
     parts: Parts,
     stdin_text: typing.Callable[[], str] = lambda: "",
     raw: Mapping[str, Any] | None = None,
+    admit: typing.Callable[[dict[str, Any]], None] | None = None,
 ) -> LoadedConfig:
     """Read, override and validate a config; every error names file:line and dotted path.
 
     `name` is a YAML path, '-' (stdin) or a preset; with `raw` (a checkpoint's stored config)
     nothing is read and `name` only labels messages. A relative `data.dir` in a config file is
-    relative to the file's folder (see resolve_data_dir). `parts` is what specs may name:
-    bptrain.parts.PARTS.
+    relative to the file's folder (see resolve_data_dir), and so is the file of a layer type
+    `my_layers.py:Relu` (resolve_layer_files). `parts` is what specs may name:
+    bptrain.parts.PARTS. `admit`, given the raw data once --set is applied and before it is
+    validated, may register what it names that `parts` does not know yet (a user's own layers:
+    bptrain.custom.registration.admit_config); a checkpoint's stored config gets none.
     """
     data, loaded = _read_raw(name, stdin_text, raw)
     data = apply_overrides(data, overrides, loaded.lines)
     try:
+        if admit is not None:
+            admit(data)
         data = apply_dataset_settings(data, loaded.lines, parts, overrides)
         loaded.config = from_dict(data, parts=parts)
     except ConfigErrors as errors:  # before ConfigError, its base class
@@ -148,6 +176,7 @@ def _read_raw(
         data, lines = parse_yaml(source.text, label)
         if isinstance(data, dict) and source.folder is not None:
             resolve_data_dir(data, source.folder)
+            resolve_layer_files(data, source.folder)
     else:
         data, lines, label, run_name = (
             plain_data(raw),

@@ -17,9 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import ConfigError
-
-# A layer type that names a class in a file: "my_layers.py:Relu" (the path may have folders).
-FILE_TYPE = re.compile(r"^(?P<file>.+\.py):(?P<cls>[A-Za-z_]\w*)$")
+from ..registry import FILE_TYPE  # a layer type naming a class in a file: "my_layers.py:Relu"
 
 # The character a learner meets in the seed's Sigmoid: `def __init__（self):`.
 _FULL_WIDTH = {"（": "(", "）": ")", "，": ",", "：": ":", "＝": "="}
@@ -97,6 +95,11 @@ def import_file(path: Path) -> ModuleType:
         ) from None
     _IMPORTED[key] = module
     return module
+
+
+def imported_sha256(module: ModuleType) -> str:
+    """The SHA-256 of the very bytes `import_file` imported `module` from."""
+    return next(sha for (_, sha), known in _IMPORTED.items() if known is module)
 
 
 def _syntax_error(path: Path, error: SyntaxError) -> ConfigError:

@@ -57,9 +57,12 @@ class RunInfo:
     checksums: dict[str, str] = field(default_factory=dict)
     folder: str | None = None
     name: str | None = None  # the preset or config file it came from (titles of pictures)
+    # Where the code of the run's own layers came from, one record per type: a file's
+    # {type, file, sha256} or a package's {type, entry_point, distribution, version}.
+    layer_sources: tuple[dict[str, Any], ...] = ()
 
     def to_meta(self) -> dict[str, Any]:
-        return {
+        meta = {
             "config": self.config,
             "seed": self.seed,
             "input_shape": list(self.input_shape),
@@ -68,6 +71,9 @@ class RunInfo:
             "data": {"dataset": self.dataset, "checksums": self.checksums, "folder": self.folder},
             "name": self.name,
         }
+        if self.layer_sources:  # only runs with own layers have the key: others stay as they were
+            meta["layer_sources"] = [dict(source) for source in self.layer_sources]
+        return meta
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> RunInfo:
@@ -84,6 +90,7 @@ class RunInfo:
             # Files written before names were recorded have none; a name is never trusted
             # to be anything but a short string.
             name=_short_string(meta.get("name")),
+            layer_sources=tuple(dict(s) for s in meta.get("layer_sources", ())),
         )
 
 

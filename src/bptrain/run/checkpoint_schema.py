@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+
+from ..registry import FILE_TYPE
 
 FORMAT = "bptrain-checkpoint"
 FORMAT_VERSION = 2  # 2: digest, validated schema
@@ -120,8 +123,39 @@ EPOCH_RECORD: dict[str, Any] = {
     "samples_per_second": _optional(_number(0.0)),
     "wall_seconds": _number(0.0),
 }
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FILE_SOURCE = ("type", "file", "sha256")
+_PLUGIN_SOURCE = ("type", "entry_point", "distribution", "version")
+
+
+def _layer_source(value: Any) -> bool:
+    """One own layer's code: a file's {type, file, sha256} (the file's own name, the one in
+    the type) or an installed package's {type, entry_point, distribution, version}."""
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        return False
+    if sorted(value) == sorted(_PLUGIN_SOURCE):
+        return True
+    match = FILE_TYPE.match(value.get("type", ""))
+    return (
+        sorted(value) == sorted(_FILE_SOURCE)
+        and match is not None
+        and value["file"] == match["file"].rsplit("/", 1)[-1]
+        and _SHA256.match(value["sha256"]) is not None
+    )
+
+
+def _layer_sources(value: Any) -> str | None:
+    good = isinstance(value, list) and all(map(_layer_source, value))
+    types = [source["type"] for source in value] if good else []
+    if good and len(set(types)) == len(types):
+        return None
+    return (
+        "a list of {type, file, sha256} or {type, entry_point, distribution, version}, one per type"
+    )
+
+
 # Keys added after checkpoints were first written: older files lack them and still load.
-NEWER_KEYS = frozenset({"ema_updates", "wall_seconds", "kernels"})
+NEWER_KEYS = frozenset({"ema_updates", "wall_seconds", "kernels", "layer_sources"})
 DATA: dict[str, Any] = {
     "dataset": _STRING,
     "checksums": _mapping_of(_STRING, "a mapping of file names to SHA-256 strings"),
@@ -145,6 +179,7 @@ META: dict[str, Any] = {
     "train_state": TRAIN_STATE,
     "history": [EPOCH_RECORD],
     "rng_state": _MAPPING,
+    "layer_sources": _layer_sources,  # runs with their own layers (custom.registration)
     "digest": _STRING,
 }
 

@@ -54,10 +54,19 @@ def config_of(
     read_stdin: Callable[[], str] = lambda: "",
     raw: dict[str, Any] | None = None,
 ) -> LoadedConfig:
-    """A validated config from a file, '-', a preset, or a checkpoint's stored `raw` config."""
+    """A validated config from a file, '-', a preset, or a checkpoint's stored `raw` config.
+
+    A config the user gives may name their own layers (`my_layers.py:Relu`, an installed entry
+    point): they are imported and registered first. A stored config imports nothing: its
+    layers come in through the checkpoint's gate (custom.registration.admit_checkpoint).
+    """
+    from ..custom.registration import admit_config
     from .parts import PARTS  # the registries a config names (imports the whole engine)
 
-    return load_config(name, tuple(overrides), parts=PARTS, stdin_text=read_stdin, raw=raw)
+    return load_config(
+        name, tuple(overrides), parts=PARTS, stdin_text=read_stdin, raw=raw,
+        admit=admit_config if raw is None else None,
+    )  # fmt: skip
 
 
 def load_dataset(config: Config, data: DataOptions = NO_DATA_OPTIONS, **extra: Any) -> Any:
@@ -136,6 +145,8 @@ class Run:
     @property
     def info(self) -> RunInfo:
         """What the checkpoint records: enough to rebuild the model and its data from the file."""
+        from ..custom.registration import sources_of
+
         return RunInfo(
             config=self.config.to_dict() | {"seed": self.seed},
             seed=self.seed,
@@ -146,6 +157,7 @@ class Run:
             checksums=dict(self.dataset.checksums),
             folder=str(self.dataset.folder),
             name=self.name,
+            layer_sources=sources_of(self.network.layers),
         )
 
 

@@ -34,7 +34,15 @@ log = logging.getLogger(__name__)
 
 
 def config_of_checkpoint(ckpt: Checkpoint) -> Config:
-    """The checkpoint's stored config, validated; an unusable one is the checkpoint's fault."""
+    """The checkpoint's stored config, validated; an unusable one is the checkpoint's fault.
+
+    Its own layers are registered first, from the files the user gave with --layers only
+    (checked against the recorded SHA-256 before they are imported): never from the checkpoint.
+    """
+    from ..custom.registration import admit_checkpoint
+
+    info = ckpt.info
+    admit_checkpoint(info.config, info.layer_sources, f"checkpoint {ckpt.path}")
     try:
         return config_of(str(ckpt.path), raw=ckpt.info.config).config
     except ConfigError as error:

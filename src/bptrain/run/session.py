@@ -82,6 +82,7 @@ class Plan:
 def plan(request: TrainRequest, read_stdin: Callable[[], str] = lambda: "") -> Plan:
     """The config a request trains (with --set applied) and its seed; checks resume rules."""
     if request.resume is None:
+        _refuse_layers_option()
         loaded = config_of(request.config, request.overrides, read_stdin=read_stdin)
         seed = loaded.config.seed
         return Plan(loaded, seed if seed is not None else draw_seed())
@@ -97,6 +98,18 @@ def plan(request: TrainRequest, read_stdin: Callable[[], str] = lambda: "") -> P
     config_of_checkpoint(ckpt)  # the stored config alone must be sound: else exit 4
     loaded = config_of(request.resume, overrides, raw=ckpt.info.config)  # --set errors: exit 2
     return Plan(loaded, ckpt.info.seed, ckpt)
+
+
+def _refuse_layers_option() -> None:
+    """--layers names the files of a checkpoint's layers; a config names its own files."""
+    from ..custom.registration import given
+
+    if given():
+        raise ConfigError(
+            "--layers is for --resume (the files a checkpoint's layers come from); a new run "
+            "imports the files its config names",
+            hint="name the layer in the config, e.g. {type: my_layers.py:Relu}",
+        )
 
 
 def resumable_overrides(overrides: Sequence[str], ckpt: Checkpoint) -> tuple[str, ...]:
