@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import assert_error, invoke, records, subprocess_env, without_timing, write_config
-from own_layers_helpers import LAYER_RELU, MARKER, own_config, write_layers
 
 from bptrain.run import checkpoint
+from cli_helpers import assert_error, invoke, records, subprocess_env, without_timing, write_config
+from own_layers_helpers import LAYER_RELU, MARKER, own_config, write_layers
 
 
 def _sha(path: Path) -> str:

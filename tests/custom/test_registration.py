@@ -5,8 +5,6 @@ import hashlib
 
 import numpy as np
 import pytest
-from cli_helpers import write_config
-from own_layers_helpers import LAYER_RELU, own_config, write_layers
 
 from bptrain.custom import registration
 from bptrain.engine.layers import LAYERS, Layer, Relu
@@ -14,6 +12,8 @@ from bptrain.engine.network import Network
 from bptrain.errors import ConfigError
 from bptrain.registry import Registry
 from bptrain.run.inputs import config_of
+from cli_helpers import write_config
+from own_layers_helpers import LAYER_RELU, own_config, write_layers
 
 
 def _sha(path):
