@@ -96,10 +96,13 @@ def test_a_network_records_the_code_of_its_own_layers_once_per_type(tmp_path, id
     layers = write_layers(tmp_path)
     config = own_config(idx_folder)
     config["model"]["layers"].insert(3, {"type": "my_layers.py:Relu"})  # twice in the stack
+    imported = _sha(layers)
     loaded = config_of(str(write_config(tmp_path / "c.yaml", config)))
+    layers.write_text(LAYER_RELU + "\n# edited while the run trains\n")
     network = Network.from_specs(loaded.config.model.layers, (1, 28, 28), num_classes=10)
+    # The SHA-256 of the code that runs (taken at import), not of the file as it is at a save.
     assert registration.sources_of(network.layers) == (
-        {"type": f"{layers}:Relu", "file": "my_layers.py", "sha256": _sha(layers)},
+        {"type": f"{layers}:Relu", "file": "my_layers.py", "sha256": imported},
     )
     built_in = Network.from_specs([{"type": "flatten"}, {"type": "relu"}], (1, 2, 5))
     assert registration.sources_of(built_in.layers) == ()
