@@ -323,6 +323,7 @@ def gradcheck_command(
 # Commands with their own modules (this one keeps the commands of a run): your own images, the
 # data and presets, the pictures and summaries, the draw-a-digit server, sweeps. Their engines
 # load only when they run.
+from .check import check_command  # noqa: E402
 from .datasets import download_command, presets_command  # noqa: E402
 from .plot import plot_command  # noqa: E402
 from .predict import predict_command  # noqa: E402
@@ -332,6 +333,6 @@ from .visual import graph_command, summary_command  # noqa: E402
 
 for command in (
     predict_command, download_command, presets_command, graph_command, summary_command,
-    plot_command, serve_command, sweep_command,
+    plot_command, serve_command, sweep_command, check_command,
 ):  # fmt: skip
     cli.add_command(command)

@@ -92,6 +92,22 @@ def _init_with_signature(book: BookClass, ref_name: str | None) -> Any:
     return __init__
 
 
+def book_options(
+    book: BookClass, reference: Layer | None, given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The constructor's options: given in the spec, else the reference's resolved value
+    (Pooling's stride is the window size unless the spec says otherwise, as in bptrain)."""
+    values = {}
+    for key in book.options:
+        if key in given:
+            values[key] = given[key]
+        elif hasattr(reference, BOOK_OPTIONS.get(key, "")):
+            value = getattr(reference, BOOK_OPTIONS[key])
+            same = isinstance(value, tuple) and len(set(value)) == 1
+            values[key] = value[0] if same else value  # conv's (pad, pad) -> the book's pad
+    return values
+
+
 class BookLayer(Layer):
     """Runs a book-style object inside the network; see the module's docstring."""
 
@@ -120,7 +136,9 @@ class BookLayer(Layer):
             arrays = {**self.params, **self.buffers}
         self.rng = rng
         try:
-            self.obj = self.book.construct(arrays, self._book_options())
+            self.obj = self.book.construct(
+                arrays, book_options(self.book, self.reference, self.options)
+            )
         except Exception as error:  # the user's constructor may raise anything
             raise ConfigError(
                 f"{self.book.name}({', '.join(self.book.array_args)}) raised "
@@ -134,19 +152,6 @@ class BookLayer(Layer):
                 hint=f"check it with: bptrain check FILE.py:{self.book.name}",
             )
         return found
-
-    def _book_options(self) -> dict[str, Any]:
-        """The constructor's options: given in the spec, else the reference's resolved value
-        (Pooling's stride is the window size unless the spec says otherwise, as in bptrain)."""
-        values = {}
-        for key in self.book.options:
-            if key in self.options:
-                values[key] = self.options[key]
-            elif hasattr(self.reference, BOOK_OPTIONS.get(key, "")):
-                value = getattr(self.reference, BOOK_OPTIONS[key])
-                same = isinstance(value, tuple) and len(set(value)) == 1
-                values[key] = value[0] if same else value  # conv's (pad, pad) -> the book's pad
-        return values
 
     def _output_shape(self, input_shape: Shape, dtype: np.dtype) -> Shape:
         """Run the object once on zeros (inference mode) to learn its output shape."""
