@@ -8,8 +8,8 @@ the same arrays, so its forward and backward are the answers the user's class mu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 

@@ -4,11 +4,14 @@ forms and the batch mean (losses), inference (classes with a train flag: Dropout
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from .cases import Case, reference_answer
+from .checks import forward_agrees
 from .compare import LOSS_TOLERANCE, TOLERANCE, difference, number
 from .result import Result, cases, comparable, failed, passed
 from .subject import Subject, UserCodeFailed
@@ -25,7 +28,7 @@ def _large(case: Case) -> Case:
     return case.with_x(x.astype(case.dtype), case.dout)
 
 
-def _warned(subject: Subject, run: Any) -> tuple[Any, list[str]]:
+def _warned(run: Callable[[], Any]) -> tuple[Any, list[str]]:
     """run()'s result and the RuntimeWarnings (overflow, invalid value) NumPy gave during it."""
     with (
         warnings.catch_warnings(record=True) as caught,
@@ -42,9 +45,7 @@ def _which_side(subject: Subject, case: Case) -> str:
     for sign, word in ((-1, "negative"), (1, "positive")):
         x = np.full(case.x.shape, sign * LARGE, dtype=case.dtype)
         try:
-            _, found = _warned(
-                subject, lambda x=x: subject.forward(subject.make(case), case.with_x(x))
-            )
+            _, found = _warned(partial(subject.forward, subject.make(case), case.with_x(x)))
         except UserCodeFailed:
             continue
         if found:
@@ -61,9 +62,9 @@ def large_inputs(subject: Subject) -> Result | None:
         case = _large(base)
         try:
             obj = subject.make(case)
-            out, forward_warnings = _warned(subject, lambda: subject.forward(obj, case))
+            out, forward_warnings = _warned(partial(subject.forward, obj, case))
             dout = 1 if subject.is_loss else case.dout.copy()
-            grads, backward_warnings = _warned(subject, lambda: subject.backward(obj, dout))
+            grads, backward_warnings = _warned(partial(subject.backward, obj, dout))
         except UserCodeFailed as error:
             return failed("large_inputs", f"{error} ({case.describe()}, |x| up to 1000)")
         if forward_warnings:
@@ -84,19 +85,21 @@ def large_inputs(subject: Subject) -> Result | None:
                 return failed(
                     "large_inputs", f"{name} has inf or NaN for |x| up to 1000 ({case.describe()})"
                 )
-        problem = _large_against_reference(subject, case, out, grads)
+        problem = _large_against_reference(subject, case, base, out)
         if problem:
             return failed("large_inputs", problem)
     return passed("large_inputs", "|x| up to 1000: no overflow, no inf or NaN")
 
 
-def _large_against_reference(subject: Subject, case: Case, out: Any, grads: dict[str, Any]) -> str:
-    if not comparable(subject.reference):
+def _large_against_reference(subject: Subject, case: Case, base: Case, out: Any) -> str:
+    """Values that agree with the reference at normal scale must agree at |x| up to 1000
+    (a forward wrong everywhere is the forward check's business)."""
+    if not comparable(subject.reference) or not forward_agrees(subject, base):
         return ""
-    answer = reference_answer(subject.reference, case)
+    answer = reference_answer(subject.reference, case, backward=False)
     tolerance = (LOSS_TOLERANCE if subject.is_loss else TOLERANCE)[case.dtype]
-    for name, mine, ref in (("out", out, answer.out), ("dx", grads.get("dx"), answer.grads["dx"])):
-        if mine is None or np.shape(mine) != np.shape(ref):
+    for name, mine, ref in (("out", out, answer.out),):
+        if np.shape(mine) != np.shape(ref):
             continue
         d = difference(mine, ref)
         if d.error > tolerance:
@@ -133,13 +136,22 @@ def tensor_input(subject: Subject) -> Result | None:
         if np.shape(dx) != case.x.shape:
             return failed(
                 "tensor_input",
-                f"dx has shape {np.shape(dx)} for 4-D input {case.x.shape}: reshape it back (dx.reshape(*self.original_x_shape))",
+                f"dx has shape {np.shape(dx)} for 4-D input {case.x.shape}: reshape it back "
+                "(dx.reshape(*self.original_x_shape))",
             )
-        d = difference(answer.out, reference_answer(subject.reference, base, backward=False).out)
-        if d.error > TOLERANCE[case.dtype]:
-            return failed(
-                "tensor_input", f"{d.at('out')} on 4-D input differs from the same input flattened"
-            )
+        flat = subject.answer(base)[1]  # the class's own answer on the flattened input
+        for name, mine, own in (("out", answer.out, flat.out), ("dx", dx, flat.grads.get("dx"))):
+            if name == "dx" and np.size(mine) == np.size(own):
+                mine = np.reshape(mine, np.shape(own))
+            if (
+                np.shape(mine) != np.shape(own)
+                or difference(mine, own).error > TOLERANCE[case.dtype]
+            ):
+                return failed(
+                    "tensor_input",
+                    f"{name} on 4-D input {case.x.shape} differs from {name} on the same input "
+                    f"flattened to {base.x.shape} ({case.describe()})",
+                )
     return passed("tensor_input", "takes 4-D input and gives dx in its shape")
 
 
@@ -170,7 +182,8 @@ def label_forms(subject: Subject) -> Result | None:
             if np.shape(a) != np.shape(b) or difference(a, b).error > TOLERANCE[case.dtype]:
                 return failed(
                     "label_forms",
-                    f"{name} differs between labels as indices and as one-hot rows ({case.describe()})",
+                    f"{name} differs between labels as indices and as one-hot rows "
+                    f"({case.describe()})",
                 )
     return passed("label_forms", "labels as indices and as one-hot rows give the same loss and dx")
 
@@ -240,7 +253,7 @@ def inference(subject: Subject) -> Result | None:
                 "inference",
                 f"with train_flg=False, sample 0's output is {number(d.other)} alone and "
                 f"{number(d.yours)} in a batch of {case.x.shape[0]}: at inference use the "
-                "running mean and variance, not the batch's ({case.describe()})",
+                f"running mean and variance, not the batch's ({case.describe()})",
                 d.error,
             )
         if subject.reference is not None and subject.reference.name == "dropout":
@@ -267,6 +280,6 @@ def _dropout_expectation(subject: Subject, case: Case, inferred: np.ndarray) -> 
         return (
             f"training outputs average {number(draws.mean(axis=0)[i])} at {list(i)} but "
             f"inference gives {number(inferred[i])}: scale one of them (inverted dropout: "
-            "x * mask / (1 - ratio) in training, x at inference) ({case.describe()})"
+            f"x * mask / (1 - ratio) in training, x at inference) ({case.describe()})"
         )
     return ""

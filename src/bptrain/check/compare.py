@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -95,7 +96,8 @@ def numerical_gradient(
         index = np.unravel_index(int(flat), array.shape)
         watch = KinkWatch()
         f(watch)  # the unperturbed state the nudges are compared with
-        value, smooth = numerical_derivative(lambda: f(watch), array, index, eps=1e-4, watch=watch)
+        evaluate = partial(f, watch)
+        value, smooth = numerical_derivative(evaluate, array, index, eps=1e-4, watch=watch)
         if smooth and np.isfinite(value):
             grad[index], chosen[index] = value, True
     return grad, chosen

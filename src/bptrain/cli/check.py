@@ -45,7 +45,9 @@ def check_command(files: tuple[str, ...], as_name: str | None) -> None:
     reports = check_files(list(files), as_name, emit)
     for report in reports:
         log.info(scorecard(report))
-    failing = [f"{r.cls} ({', '.join(x.name for x in r.results if not x.ok)})" for r in reports if not r.ok]
+    failing = [
+        f"{r.cls} ({', '.join(x.name for x in r.results if not x.ok)})" for r in reports if not r.ok
+    ]
     if failing:
         raise CheckFailed(
             f"{len(failing)} of {len(reports)} classes fail a check: {'; '.join(failing)}",
