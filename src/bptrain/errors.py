@@ -29,7 +29,9 @@ class ExitCode(IntEnum):
 
 _MEANINGS = {
     ExitCode.OK: "ok",
-    ExitCode.CHECK_FAILED: "check failed (gradcheck over tolerance, accuracy target missed)",
+    ExitCode.CHECK_FAILED: (
+        "check failed (gradcheck over tolerance, a layer failing `check`, accuracy target missed)"
+    ),
     ExitCode.USAGE: "usage or config error",
     ExitCode.DATA: "data error (missing, corrupt or unreachable data)",
     ExitCode.CHECKPOINT: "checkpoint or output file error (unreadable, edited, in use; --out "

@@ -34,7 +34,7 @@ def test_the_seed_reports_exactly_its_flaws():
     assert "clipped" in found["SoftmaxWithLoss"]["large_inputs"]
     assert "labels as indices" in found["SoftmaxWithLoss"]["label_forms"]
     # The scorecard shows what holds too, and the doubly defined Affine is pointed out.
-    assert "ok   forward equals the reference" in result.stderr
+    assert "ok   forward         forward equals the reference" in result.stderr
     assert "Affine is defined 2 times" in result.stderr
     assert "3 of 5 classes fail a check" in result.stderr
 

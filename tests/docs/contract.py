@@ -57,6 +57,25 @@ def _server(run: str) -> Entry:
 
 
 TABLE: dict[str, Entry] = {
+    # --- docs/learn.md ---------------------------------------------------------------------
+    "bptrain check examples/seed_layers.py": Entry(exit=1, out="jsonl:check"),
+    "bptrain check examples/seed_layers.py:Relu --as relu": Entry(exit=1, out="jsonl:check"),
+    "bptrain check examples/seed_layers_fixed.py": Entry(out="jsonl:check"),
+    "bptrain train examples/own-layers.yaml --out runs/own.npz": _data(
+        f"bptrain train examples/own-layers.yaml --out runs/own.npz {SMALL}",
+        out="jsonl:summary",
+        files=("runs/own.npz",),
+        option=("eval", "--layers"),
+    ),
+    "bptrain gradcheck examples/own-layers.yaml": Entry(
+        out="jsonl:gradcheck", option=("eval", "--layers")
+    ),
+    "bptrain eval runs/own.npz --layers examples/seed_layers_fixed.py": _data(
+        f"bptrain eval runs/own.npz --layers examples/seed_layers_fixed.py {DATA}",
+        needs=("runs/own.npz",),
+        out="jsonl:eval",
+        option=("eval", "--layers"),
+    ),
     # --- README.md -------------------------------------------------------------------------
     "make train": Entry(
         skip="creates .venv and trains 18 epochs: `bptrain train` below runs the same command"

@@ -101,6 +101,8 @@ def _make(name: str, repo: Path) -> None:
         )
     elif name in ("runs/my.npz", "runs/a.npz", "runs/b.npz"):
         run(f"bptrain -q train mlp {SMALL} --out {name}")
+    elif name == "runs/own.npz":
+        run(f"bptrain -q train examples/own-layers.yaml {SMALL} --out {name}")
     elif name == "runs/cnn.npz":
         run(f"bptrain -q train cnn {SMALL.replace('1000', '300')} --out {name}")
     elif name == "run.jsonl":

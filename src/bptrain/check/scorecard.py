@@ -28,7 +28,7 @@ def scorecard(report: ClassReport) -> str:
     lines += [f"  note: {note}" for note in report.notes]
     for result in report.results:
         mark = "ok  " if result.ok else "FAIL"
-        lines.append(f"  {mark} {TITLES.get(result.name, result.name)}")
+        lines.append(f"  {mark} {result.name:<15} {TITLES.get(result.name, '')}")
         if not result.ok:
             lines += textwrap.wrap(
                 result.detail, 96, initial_indent="       ", subsequent_indent="       "
