@@ -76,3 +76,39 @@ def test_a_real_process_pipes_its_records(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["checks"][-1]["name"] == "inference"
+
+
+def test_a_bptrain_layer_subclass_is_built_and_checked(tmp_path):
+    mine = tmp_path / "practitioner.py"
+    mine.write_text(
+        "import numpy as np\n"
+        "from bptrain.engine.layers import Layer\n\n"
+        "class Dense(Layer):\n"
+        "    def __init__(self, units=1):\n"
+        "        super().__init__()\n"
+        "        self.units = units\n\n"
+        "    def build(self, input_shape, rng, dtype):\n"
+        "        fan_in = int(np.prod(input_shape))\n"
+        "        W = rng.standard_normal((fan_in, self.units)).astype(dtype)\n"
+        "        self._set_params(W=W, b=np.zeros(self.units, dtype))\n"
+        "        return (self.units,)\n\n"
+        "    def forward(self, x, train=False):\n"
+        "        self.shape, self.x = x.shape, x.reshape(len(x), -1)\n"
+        "        return self.x @ self.params['W'] + self.params['b']\n\n"
+        "    def backward(self, dout):\n"
+        "        self.grads['W'][...] = self.x.T @ dout\n"
+        "        self.grads['b'][...] = dout.sum(axis=0)\n"
+        "        return (dout @ self.params['W'].T).reshape(self.shape)\n"
+    )
+    result = invoke("check", f"{mine}:Dense", "--as", "affine")
+    [record] = records(result.stdout)
+    assert result.exit_code == 0 and record["ok"], result.stderr
+    assert {"forward", "backward", "shapes", "tensor_input"} <= {
+        c["name"] for c in record["checks"]
+    }
+    # The same class with its bias gradient summed over the wrong axis is caught.
+    mine.write_text(mine.read_text().replace("dout.sum(axis=0)", "dout.sum(axis=1)[:1]"))
+    result = invoke("check", f"{mine}:Dense", "--as", "affine")
+    assert result.exit_code == 1
+    [record] = records(result.stdout)
+    assert [c["name"] for c in record["checks"] if not c["ok"]] == ["backward"]

@@ -123,11 +123,22 @@ def book_probe(book: BookClass, case: Case) -> Any:
     from .usercode import UserCodeFailed, described
 
     try:
-        obj = book.construct({}, case.options)
+        if issubclass(book.cls, Layer):
+            obj = book.cls()
+            obj.build(case.x.shape[1:], np.random.default_rng(case.seed), case.dtype)
+        else:
+            obj = book.construct({}, case.options)
         return book.forward(obj, case.x.copy(), None if case.other is None else case.other.copy())
     except Exception as error:  # the user's code may raise anything
         file = Path(str(getattr(sys.modules.get(book.cls.__module__), "__file__", "")))
         raise UserCodeFailed(f"forward raised {described(error, file)}") from None
+
+
+def setup_spec(reference: Reference | None) -> dict[str, Any]:
+    """The spec keys (units, filters, ...) the reference layer is checked with."""
+    if reference is None or reference.kind != "layer":
+        return {}
+    return dict(SETUPS.get(reference.name, ({}, DEFAULT_SHAPE))[0])
 
 
 def reference_layer(
@@ -136,8 +147,7 @@ def reference_layer(
     """The registry layer a reference names, built for `shape` (no batch axis)."""
     if reference is None or reference.kind != "layer":
         return None
-    spec = SETUPS.get(reference.name, ({}, DEFAULT_SHAPE))[0]
-    layer = LAYERS.build({"type": reference.name, **spec})
+    layer = LAYERS.build({"type": reference.name, **setup_spec(reference)})
     layer.build(shape, rng, dtype)
     return layer
 

@@ -6,6 +6,7 @@ another: only the checks that look for mutation hand over arrays they keep.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ import numpy as np
 
 from ..custom.book import BookClass
 from ..custom.names import Reference
-from .cases import Answer, Case
+from ..engine.layers import Layer
+from .cases import Answer, Case, setup_spec
 from .usercode import UserCodeFailed, described
 
 T = TypeVar("T")
@@ -47,8 +49,23 @@ class Subject:
             raise UserCodeFailed(f"{what} raised {described(error, self.file)}") from None
 
     def make(self, case: Case) -> Any:
+        if issubclass(self.book.cls, Layer):
+            return self.call(f"{self.name}()", self._built_layer, case)
         arrays = {k: v.copy() for k, v in case.arrays.items()}
         return self.call(f"{self.name}()", self.book.construct, arrays, case.options)
+
+    def _built_layer(self, case: Case) -> Layer:
+        """A bptrain Layer subclass, made from the reference's spec keys it accepts and built
+        for the case's input, with the case's arrays copied into its parameters."""
+        accepted = inspect.signature(self.book.cls).parameters
+        spec = setup_spec(self.reference)
+        layer = self.book.cls(**{k: v for k, v in spec.items() if k in accepted})
+        layer.build(case.x.shape[1:], np.random.default_rng(case.seed), case.dtype)
+        for name, value in case.arrays.items():
+            table = layer.params if name in layer.params else layer.buffers
+            if name in table and table[name].shape == value.shape:
+                np.copyto(table[name], value)
+        return layer
 
     def forward(self, obj: Any, case: Case, *, train: bool = True, other: Any = None) -> Any:
         """forward on copies of the case's input (and y or labels)."""
