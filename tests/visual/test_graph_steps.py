@@ -312,6 +312,8 @@ def state(driver) -> dict:
           nodes: q('#graph .node.active').map((n) => n.dataset.node),
           edges: q('#graph .edge.active').map((e) => Number(e.dataset.edge)),
           chains: q('#terms .chain').map((c) => c.textContent),
+          terms: q('#terms .chain').map((c) => ['local', 'upstream', 'product'].map(
+            (part) => c.querySelector('.' + part).textContent)),
           shown: q('#graph .value.shown').map((v) => v.textContent),
           prev: document.getElementById('prev').disabled,
           next: document.getElementById('next').disabled,
@@ -421,6 +423,9 @@ def test_a_checkpoints_page_runs_every_step_without_errors(browser, checkpoint, 
     assert step["phase"] == "backward" and step["nodes"] == ["input"] and step["next"]
     browser.find_element("id", "prev").click()  # Flatten #0 backward
     press(browser, Keys.ARROW_LEFT)  # Affine #1 backward: dx, dW, db
-    chains = state(browser)["chains"]
-    assert len(chains) == 3 and chains[0].startswith("Wᵀ (32, 784) × dout (")
+    shown = state(browser)["terms"]
+    data = Page(out.read_text(encoding="utf-8")).data["steps"][-3]
+    assert data["title"] == "Backward: Affine #1"
+    assert shown == [[t["local"], t["upstream"], t["product"]] for t in data["terms"]]
+    assert shown[0][0] == "Wᵀ (32, 784)" and shown[1][0] == "xᵀ (784, 8)"
     assert severe(browser) == []

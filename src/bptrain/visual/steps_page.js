@@ -33,11 +33,22 @@
     li.className = "term";
     li.append(text("div", "wrt", t.wrt), text("div", "rule", t.rule));
     const chain = document.createElement("div");
-    chain.className = "chain";
-    chain.append(text("span", "local", t.local), text("span", "op", " × "),
-      text("span", "upstream", t.upstream), text("span", "op", " = "),
-      text("span", "product", t.product));
-    li.append(chain, text("div", "names", "local derivative × upstream gradient = gradient passed back"));
+    if (t.numbers) {  // scalars: the chain rule in one line, as the seed writes it
+      chain.className = "chain";
+      chain.append(text("span", "local", t.local), text("span", "op", " × "),
+        text("span", "upstream", t.upstream), text("span", "op", " = "),
+        text("span", "product", t.product));
+      li.append(chain, text("div", "names", "local derivative × upstream gradient = gradient passed back"));
+    } else {  // arrays: their shapes and norms, one to a line
+      chain.className = "chain arrays";
+      for (const [tag, cls, value] of [["local derivative", "local", t.local],
+        ["× upstream gradient", "upstream", t.upstream], ["= passed back", "product", t.product]]) {
+        const row = document.createElement("div");
+        row.append(text("span", "tag", tag), text("span", cls, value));
+        chain.append(row);
+      }
+      li.append(chain);
+    }
     return li;
   }
 
