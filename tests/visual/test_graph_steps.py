@@ -184,6 +184,16 @@ def test_a_hostile_label_cannot_end_the_script_or_add_markup():
     assert HOSTILE in parsed.svg_text and parsed.data["title"] == HOSTILE
 
 
+def test_a_hostile_config_name_stays_text(tmp_path, idx_folder):
+    from cli_helpers import small_config, write_config
+
+    name = "<img src=x onerror=window.pwned=1> & <b>"
+    config = write_config(tmp_path / f"{name}.yaml", small_config(idx_folder))
+    parsed = assert_self_contained(html_of(config))  # no <img>, no <b>: only text
+    assert not any(tag in ("b", "img") for tag, _ in parsed.tags)
+    assert parsed.data["title"].startswith(name)
+
+
 def test_out_and_its_suffix_and_overwrite(tmp_path):
     out = tmp_path / "shop.html"
     result = invoke("graph", "shop", "--out", out)  # the suffix picks html
