@@ -58,6 +58,15 @@ def _server(run: str) -> Entry:
 
 TABLE: dict[str, Entry] = {
     # --- docs/learn.md ---------------------------------------------------------------------
+    "bptrain graph shop --format html --out shop.html": Entry(
+        out="jsonl:graph", files=("shop.html",)
+    ),
+    "bptrain graph runs/cnn.npz --batch 20 --out cnn.html": _data(
+        "bptrain graph runs/cnn.npz --batch 20 --out cnn.html",
+        needs=("runs/cnn.npz",),
+        out="jsonl:graph",
+        files=("cnn.html",),
+    ),
     "bptrain check examples/seed_layers.py": Entry(exit=1, out="jsonl:check"),
     "bptrain check examples/seed_layers.py:Relu --as relu": Entry(exit=1, out="jsonl:check"),
     "bptrain check examples/seed_layers_fixed.py": Entry(out="jsonl:check"),
