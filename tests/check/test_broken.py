@@ -63,3 +63,12 @@ def test_correct_book_layers_pass_every_check():
     # A class with no reference is still held against central differences.
     swish = {c["name"]: c for c in got["Swish"]["checks"]}
     assert "forward" not in swish and "central differences" in swish["backward"]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("name", "reference"), [("_Affine", "affine"), ("_Loss", "softmax_with_loss")]
+)
+def test_the_correct_versions_the_mistakes_were_made_from_pass(name, reference):
+    result = invoke("check", f"{BROKEN}:{name}", "--as", reference)
+    [record] = records(result.stdout)
+    assert result.exit_code == 0 and record["ok"], record
