@@ -153,3 +153,18 @@ def test_a_missing_engine_names_the_export_extra(trained, tmp_path, monkeypatch,
     result = invoke("export", trained["mlp"], "--out", tmp_path / f"m{suffix}", "--format", fmt)
     assert_error(result, 2, "pip install 'bptrain[export]'")
     assert leftovers(tmp_path) == []
+
+
+def test_a_graph_the_checker_rejects_is_exit_1_and_never_published(trained, tmp_path, monkeypatch):
+    monkeypatch.setitem(onnx_graph.SIMPLE, "relu", "Rectify")  # no such operator in opset 13
+    result = invoke("export", trained["mlp"], "--out", tmp_path / "m.onnx")
+    assert_error(result, 1, "onnx.checker rejects the exported graph", "Rectify")
+    assert leftovers(tmp_path) == []
+
+
+def test_the_checkpoint_itself_is_never_the_out(trained, tmp_path):
+    model = tmp_path / "m.npz"
+    model.write_bytes(trained["mlp"].read_bytes())
+    result = invoke("export", model, "--out", model, "--format", "onnx", "--overwrite")
+    assert_error(result, 4, "is the checkpoint being exported")
+    assert model.read_bytes() == trained["mlp"].read_bytes()

@@ -82,6 +82,10 @@ def build(network: Network, metadata: Mapping[str, str], title: str) -> Any:
         producer_version=__version__,
     )
     model.ir_version = IR_VERSION
+    model.doc_string = (
+        f"{title}, trained by bptrain. Input `{INPUT}`: {metadata.get('preprocessing', '')} "
+        f"Outputs: `{PROBABILITIES}` (softmax over the classes) and `{LOGITS}` (before it)."
+    )
     onnx.helper.set_model_props(model, dict(metadata))
     return model
 
@@ -131,4 +135,5 @@ def check_file(path: Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-        raise CheckFailed(f"onnx.checker rejects the exported graph: {error}") from None
+        said = " ".join(str(error).split())  # its message spans lines; an Error: line does not
+        raise CheckFailed(f"onnx.checker rejects the exported graph: {said}") from None

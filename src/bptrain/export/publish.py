@@ -10,6 +10,7 @@ writer, whose verify hook runs the checks on the written bytes (exit 1 when they
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import files
-from ..errors import ConfigError
+from ..errors import ConfigError, DestinationError
 from ..run.model import Model, load_model
 from . import onnx_graph, safetensors_file, verify
 from .metadata import describe
@@ -60,6 +61,7 @@ def export_checkpoint(request: ExportRequest, emit: Callable[[dict[str, Any]], N
     else:
         safetensors_file.safetensors_numpy()
     files.check_destination(out, overwrite=request.overwrite)
+    _refuse_the_checkpoint_itself(out, request.checkpoint)
     model = load_model(request.checkpoint, request.weights)
     x = verify.samples(model)
     write = _write_onnx if fmt == "onnx" else _write_safetensors
@@ -79,6 +81,18 @@ def export_checkpoint(request: ExportRequest, emit: Callable[[dict[str, Any]], N
     log.info(f"wrote {out} ({fmt}, {model.weights} weights of {request.checkpoint})")
     emit(record)
     return record
+
+
+def _refuse_the_checkpoint_itself(out: Path, checkpoint: str) -> None:
+    """--out naming the checkpoint (with --overwrite) would replace the model with its export."""
+    try:
+        same = out.exists() and os.path.samefile(out, checkpoint)
+    except OSError:  # the checkpoint is missing or unreadable: loading it will say so
+        return
+    if same:
+        raise DestinationError(
+            f"--out {out} is the checkpoint being exported", hint="choose another --out"
+        )
 
 
 def _write_onnx(model: Model, out: Path, overwrite: bool, x: np.ndarray) -> dict | None:

@@ -126,14 +126,33 @@ def onnx_runner(path: Path) -> Callable[[np.ndarray], np.ndarray] | None:
         return None
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: its notes on graph rewrites are not ours
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # ONNX Runtime's own exception classes differ between releases; whatever it raises while
+    # loading or running the file means the file cannot be published.
+    try:
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as error:
+        raise _cannot_run(error) from None
 
     def run(x: np.ndarray) -> np.ndarray:
-        parts = [session.run(["probabilities"], {"pixels": x[i : i + BATCH]})[0]
-                 for i in range(0, x.shape[0], BATCH)]  # fmt: skip
+        try:
+            parts = [session.run(["probabilities"], {"pixels": x[i : i + BATCH]})[0]
+                     for i in range(0, x.shape[0], BATCH)]  # fmt: skip
+        except Exception as error:
+            raise _cannot_run(error) from None
         return np.concatenate(parts)
 
     return run
+
+
+def _cannot_run(error: Exception) -> CheckFailed:
+    return CheckFailed(
+        f"ONNX Runtime cannot run the exported file ({type(error).__name__}: "
+        f"{' '.join(str(error).split())}); "
+        "the file was not written",
+        hint="this is a bug in bptrain's exporter: please report it with --traceback",
+    )
 
 
 def against_bptrain(
