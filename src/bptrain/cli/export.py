@@ -29,14 +29,15 @@ def export_command(
 ) -> None:
     """Export CHECKPOINT's model for use outside bptrain.
 
-    ONNX (the `export` extra): input `pixels`, float32 (N, 1, 28, 28) in [0, 1] as bptrain's
-    loader scales them; outputs `probabilities` and `logits`; opset 13, IR version 7. The file
-    is run in ONNX Runtime beside bptrain's own forward pass before it is published, and exit 1
-    leaves nothing behind when the two disagree.
+    ONNX: input `pixels`, float32 (N, 1, 28, 28) for MNIST, in [0, 1] as bptrain's loader
+    scales them; outputs `probabilities` and `logits`; opset 13, IR version 7. Where
+    onnxruntime is installed the file is run beside bptrain's own forward pass before it is
+    published: exit 1, and nothing written, when the two disagree.
 
     safetensors: the tensors under PyTorch's nn.Sequential names and layouts (load them with
     load_state_dict(strict=True)); the config, the class names and the module code in the
-    header. One JSON record says what was written and how it was verified.
+    header. Both need the `export` extra. One JSON record says what was written and how it
+    was verified.
     """
     from ..export.publish import ExportRequest, export_checkpoint
 
