@@ -10,12 +10,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
 from bptrain.engine.layers import LAYERS, Layer
 from bptrain.export import onnx_graph
-from cli_helpers import assert_error, invoke, records, small_config, write_config
+from cli_helpers import (
+    assert_error,
+    invoke,
+    mounted_tmpfs,
+    records,
+    small_config,
+    write_config,
+)
+
+onnx = pytest.importorskip("onnx", reason="the export extra (onnx) is not installed")
 
 FORMAT_V2 = Path(__file__).parents[1] / "run" / "data" / "format-v2"
 
@@ -57,6 +65,13 @@ def test_an_unwritable_folder_is_refused_before_any_work(tmp_path):
     # The checkpoint does not even exist: the destination is judged first.
     result = invoke("export", tmp_path / "none.npz", "--out", blocker / "m.onnx")
     assert_error(result, 4, "cannot write --out", str(blocker / "m.onnx"))
+
+
+def test_a_read_only_folder_is_refused(trained, tmp_path):
+    with mounted_tmpfs(tmp_path / "ro", "size=1m,ro") as ro:
+        result = invoke("export", trained["mlp"], "--out", ro / "m.safetensors")
+        assert_error(result, 4, "cannot write --out", str(ro / "m.safetensors"), "Read-only")
+        assert leftovers(ro) == []
 
 
 def test_a_damaged_checkpoint_is_exit_4_and_writes_nothing(trained, tmp_path):

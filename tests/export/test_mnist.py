@@ -4,12 +4,15 @@ the 10,000 test digits are `bptrain eval`'s, digit by digit (slow: opt in with -
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime
 import pytest
 
 from bptrain import data
 from bptrain.config import preset_names
 from cli_helpers import invoke, records
+
+onnxruntime = pytest.importorskip(
+    "onnxruntime", reason="onnxruntime (in the dev extra) is not installed"
+)
 
 pytestmark = pytest.mark.slow
 

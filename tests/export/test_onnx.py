@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx
-import onnxruntime
 import pytest
 
 from bptrain import __version__
 from bptrain.config import preset_names
 from bptrain.run import checkpoint
 from cli_helpers import invoke, records
+
+onnx = pytest.importorskip("onnx", reason="the export extra (onnx) is not installed")
+onnxruntime = pytest.importorskip(
+    "onnxruntime", reason="onnxruntime (in the dev extra) is not installed"
+)
 
 NAMES = (*preset_names(), "every-layer")
 

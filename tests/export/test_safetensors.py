@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors import safe_open
-from safetensors.numpy import load_file
 
 from bptrain.config import preset_names
 from bptrain.run import checkpoint
 from bptrain.run.model import load_model
 from cli_helpers import invoke, records, subprocess_env
+
+safetensors = pytest.importorskip("safetensors", reason="the export extra is not installed")
+safe_open = safetensors.safe_open
+load_file = pytest.importorskip("safetensors.numpy").load_file
 
 NAMES = (*preset_names(), "every-layer")
 EXAMPLE = Path(__file__).parents[2] / "examples" / "load_in_pytorch.py"
