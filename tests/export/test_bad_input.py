@@ -85,6 +85,22 @@ def test_a_damaged_checkpoint_is_exit_4_and_writes_nothing(trained, tmp_path):
     assert leftovers(out_dir) == []
 
 
+def test_an_edited_checkpoint_is_exit_4_and_writes_nothing(trained, tmp_path):
+    with np.load(trained["mlp"]) as npz:
+        entries = {name: npz[name] for name in npz.files}
+    meta = json.loads(entries["__meta__"].tobytes())
+    meta["class_names"][0] = "zero"  # edited by hand: the digest no longer matches
+    entries["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    edited = tmp_path / "edited.npz"
+    with open(edited, "wb") as handle:
+        np.savez(handle, **entries)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    for name in ("m.onnx", "m.safetensors"):
+        assert_error(invoke("export", edited, "--out", out_dir / name), 4, str(edited))
+    assert leftovers(out_dir) == []
+
+
 def test_an_unknown_suffix_without_format_is_exit_2(trained, tmp_path):
     result = invoke("export", trained["mlp"], "--out", tmp_path / "model.bin")
     assert_error(result, 2, "model.bin", "--format onnx|safetensors")
