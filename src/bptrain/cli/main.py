@@ -325,6 +325,7 @@ def gradcheck_command(
 # load only when they run.
 from .check import check_command  # noqa: E402
 from .datasets import download_command, presets_command  # noqa: E402
+from .export import export_command  # noqa: E402
 from .plot import plot_command  # noqa: E402
 from .predict import predict_command  # noqa: E402
 from .serve import serve_command  # noqa: E402
@@ -333,6 +334,6 @@ from .visual import graph_command, summary_command  # noqa: E402
 
 for command in (
     predict_command, download_command, presets_command, graph_command, summary_command,
-    plot_command, serve_command, sweep_command, check_command,
+    plot_command, serve_command, sweep_command, check_command, export_command,
 ):  # fmt: skip
     cli.add_command(command)

@@ -5,7 +5,10 @@ Layer i of the stack is module i of the Sequential, so its tensors are named `i.
 - Linear keeps its weight as (out, in), the transpose of Affine's W (in, out);
 - BatchNorm's gamma and beta are `weight` and `bias`, and PyTorch also keeps
   `num_batches_tracked` (an int64 count) beside the running statistics;
-- PyTorch's BatchNorm momentum is the weight of the new batch, 1 - bptrain's momentum.
+- PyTorch's BatchNorm momentum is the weight of the new batch, 1 - bptrain's momentum;
+- an Affine straight on an image (the book's SimpleConvNet has no flatten) flattens it itself,
+  where nn.Linear would act on the last axis: its module is nn.Sequential(nn.Flatten(),
+  nn.Linear(...)), so its tensors are `i.1.weight` and `i.1.bias`.
 This one table serves both directions: export writes it, `train --init-from` reads it.
 """
 
@@ -45,12 +48,23 @@ class TorchModule:
 
     def code(self) -> str:
         """`nn.Linear(784, 100)`: the module as Python source."""
-        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        parts = [a.code() if isinstance(a, TorchModule) else repr(a) for a in self.args]
+        parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"nn.{self.cls}({', '.join(parts)})"
 
 
 def _input_shape(network: Network, i: int) -> tuple[int, ...]:
     return tuple(network.shapes[i - 1]) if i else network.input_shape
+
+
+def _flattens(network: Network, i: int) -> bool:
+    """Layer i is an Affine on an image: PyTorch needs an nn.Flatten before its nn.Linear."""
+    return network.layers[i].name == "affine" and len(_input_shape(network, i)) > 1
+
+
+def prefix(network: Network, i: int) -> str:
+    """Where layer i's tensors are in the state dict: `i.`, or `i.1.` inside its Sequential."""
+    return f"{i}.1." if _flattens(network, i) else f"{i}."
 
 
 def module_of(network: Network, i: int) -> TorchModule:
@@ -65,7 +79,12 @@ def module_of(network: Network, i: int) -> TorchModule:
     if name == "dropout":
         return TorchModule("Dropout", (layer.rate,))
     if name == "affine":
-        return TorchModule("Linear", (int(np.prod(shape)), layer.units))
+        linear = TorchModule("Linear", (int(np.prod(shape)), layer.units))
+        return (
+            TorchModule("Sequential", (TorchModule("Flatten"), linear))
+            if _flattens(network, i)
+            else linear
+        )
     if name == "conv2d":
         kernel, stride, pad = tuple(layer.kernel), layer.stride, tuple(layer.pad)
         return TorchModule(
@@ -103,7 +122,7 @@ def to_torch(
             value = np.asarray(arrays[f"{i}.{ours}"])
             if (layer.name, ours) in TRANSPOSED:
                 value = value.T
-            state[f"{i}.{theirs}"] = np.ascontiguousarray(value)
+            state[f"{prefix(network, i)}{theirs}"] = np.ascontiguousarray(value)
         if layer.name == "batch_norm":
             state[f"{i}.{COUNTER}"] = np.array(0, dtype=np.int64)
     return state
@@ -131,7 +150,7 @@ def from_torch(
     arrays: dict[str, np.ndarray] = {}
     for i, layer in enumerate(network.layers):
         for ours, theirs in TENSORS.get(layer.name, {}).items():
-            key = f"{i}.{theirs}"
+            key = f"{prefix(network, i)}{theirs}"
             value = np.asarray(found[key])
             if value.shape != expected[key].shape:
                 raise ConfigError(
