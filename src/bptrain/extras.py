@@ -14,6 +14,7 @@ EXTRAS = {
     "serve": "the draw-a-digit page (Starlette and uvicorn)",
     "sweep": "sweeps (Optuna)",
     "mpi": "mpi4py (MPI)",
+    "tensorboard": "TensorBoard event files (tensorboardX)",
 }
 
 

@@ -26,7 +26,9 @@ from .options import (
     data_of,
     data_options,
     preprocess_option,
+    board_of,
     set_option,
+    tensorboard_options,
     threads_option,
     weights_option,
     with_shortcuts,
@@ -113,6 +115,18 @@ def _read_stdin() -> str:
     "train.*).",
 )
 @click.option(
+    "--init-from",
+    type=click.Path(),
+    default=None,
+    metavar="FILE",
+    help="Start from these weights instead of random ones (the optimizer starts fresh): a "
+    "bptrain checkpoint (the weights eval uses: its summary's best, averaged or last) or a "
+    "safetensors file in PyTorch's nn.Sequential names and layouts (bptrain export, or "
+    "safetensors.torch.save_file(model.state_dict(), FILE)). Checked layer by layer against "
+    "CONFIG; float64 is cast to float32.",
+)
+@tensorboard_options
+@click.option(
     "--print-config", is_flag=True, help="Print the merged, validated config as YAML and exit."
 )
 @click.option(
@@ -148,6 +162,9 @@ def train_command(
     out: str | None,
     overwrite: bool,
     resume: str | None,
+    init_from: str | None,
+    tensorboard: str | None,
+    tensorboard_histograms: bool,
     print_config: bool,
     dry_run: bool,
     target_accuracy: float | None,
@@ -169,6 +186,8 @@ def train_command(
         resume=resume,
         target_accuracy=target_accuracy,
         dry_run=dry_run,
+        init_from=init_from,
+        tensorboard=board_of(tensorboard, tensorboard_histograms),
     )
     if print_config:
         console.write_stdout(session.print_config(request, _read_stdin))
