@@ -21,12 +21,12 @@ from ..run.session import Hooks, TrainRequest
 from ..run.threads import blas_threads
 from .options import (
     EXIT_CODES,
+    board_of,
     common_options,
     config_argument,
     data_of,
     data_options,
     preprocess_option,
-    board_of,
     set_option,
     tensorboard_options,
     threads_option,

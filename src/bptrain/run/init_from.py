@@ -174,9 +174,7 @@ def _modules(names: Mapping[str, Any]) -> dict[str, dict[str, tuple[int, ...]]]:
     return grouped
 
 
-def match_modules(
-    tensors: Mapping[str, Any], expected: Mapping[str, Any]
-) -> dict[str, str] | None:
+def match_modules(tensors: Mapping[str, Any], expected: Mapping[str, Any]) -> dict[str, str] | None:
     """Sequential name -> the file's name, when every layer with weights has exactly one module
     in the file with the same tensor names and shapes, and every module is used; else None.
 

@@ -50,7 +50,7 @@ def parse(path: Path, raw: bytes) -> dict[str, np.ndarray]:
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        dtype, shape, (begin, end) = _entry(path, name, entry, len(data))
+        dtype, shape, begin = _entry(path, name, entry, len(data))
         if dtype not in READ_AS_FLOAT and not (name.endswith(COUNTER) and dtype in ("I64", "I32")):
             raise ConfigError(
                 f"--init-from {path}: tensor {name} is {dtype}; bptrain trains in float32 "
@@ -81,27 +81,25 @@ def _header(path: Path, raw: bytes) -> tuple[dict[str, Any], bytes]:
     return header, raw[8 + size :]
 
 
-def _entry(
-    path: Path, name: str, entry: Any, available: int
-) -> tuple[str, tuple[int, ...], tuple[int, int]]:
-    """(dtype, shape, data offsets) of one header entry, each field checked."""
+def _entry(path: Path, name: str, entry: Any, available: int) -> tuple[str, tuple[int, ...], int]:
+    """(dtype, shape, where its data begins) of one header entry, each field checked."""
     try:
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         itemsize = DTYPES[dtype][0] if dtype in DTYPES else 1  # unknown: refused by dtype
         shape = tuple(int(d) for d in shape if isinstance(d, int) and not isinstance(d, bool))
         begin, end = (int(o) for o in offsets if isinstance(o, int) and not isinstance(o, bool))
     except (KeyError, TypeError, ValueError):
-        raise _damaged(path, f"tensor {name!r} has no valid dtype, shape and data_offsets") from None
+        raise _damaged(path, f"tensor {name!r} lacks a dtype, shape or data_offsets") from None
     if len(shape) != len(entry["shape"]) or min(shape, default=0) < 0:
         raise _damaged(path, f"tensor {name!r} has an invalid shape {entry['shape']!r}")
     if dtype not in DTYPES:
-        return dtype, shape, (begin, end)  # the caller names it as a dtype bptrain cannot use
+        return dtype, shape, begin  # the caller names it as a dtype bptrain cannot use
     if not 0 <= begin <= end <= available or end - begin != math.prod(shape) * itemsize:
         raise _damaged(
             path,
             f"tensor {name} ({dtype}{list(shape)}) claims bytes {begin}..{end} of {available:,}",
         )
-    return dtype, shape, (begin, end)
+    return dtype, shape, begin
 
 
 def _damaged(path: Path, why: str) -> CheckpointError:
