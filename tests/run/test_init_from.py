@@ -153,9 +153,7 @@ def test_a_pytorch_sequential_state_dict_predicts_as_in_pytorch(tmp_path, idx_fo
     assert_same_forward(torch, model, run)
 
 
-def test_a_custom_module_is_matched_by_its_shapes_when_only_one_match_exists(
-    tmp_path, source
-):
+def test_a_custom_module_is_matched_by_its_shapes_when_only_one_match_exists(tmp_path, source):
     torch = pytest.importorskip("torch")
     safetensors_torch = pytest.importorskip("safetensors.torch")
     nn = torch.nn

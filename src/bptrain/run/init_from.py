@@ -25,7 +25,7 @@ import numpy as np
 from .. import files
 from ..engine.averaging import WeightAverage
 from ..engine.network import Network
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..export import torch_layout
 from . import checkpoint, safetensors_read
 from .restore import stored_arrays
@@ -81,7 +81,10 @@ def read(name: str) -> Source:
 def _checkpoint_source(path: Path, sha256: str, raw: bytes) -> Source:
     if b"data.pkl" in raw[:4096] and b"__meta__.npy" not in raw:  # torch.save's zip format
         raise _pickle_error(path)
-    ckpt = checkpoint.load(path)  # damaged or edited: CheckpointError, exit 4
+    try:
+        ckpt = checkpoint.load(path)
+    except CheckpointError as error:  # damaged or edited: exit 4, as for --resume
+        raise CheckpointError(f"--init-from: {error.message}", hint=error.hint) from None
     chosen = stored_arrays(ckpt, ckpt.weights)
     return Source(path, sha256, CHECKPOINT, chosen, ckpt.weights)
 
