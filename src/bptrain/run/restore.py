@@ -66,9 +66,12 @@ def stored_arrays(ckpt: Checkpoint, weights: str = "last") -> dict[str, np.ndarr
 
 def restore_network(network: Network, ckpt: Checkpoint, weights: str = "last") -> None:
     """Load the last, best-validation or averaged parameters and buffers into a network."""
-    chosen = stored_arrays(ckpt, weights)
-    params = {k: v for k, v in chosen.items() if k in network.params}
-    buffers = {k: v for k, v in chosen.items() if k not in network.params}
+    if weights in _WEIGHT_SETS:
+        chosen = stored_arrays(ckpt, weights)
+        params = {k: v for k, v in chosen.items() if k in network.params}
+        buffers = {k: v for k, v in chosen.items() if k not in network.params}
+    else:
+        params, buffers = ckpt.group("param"), ckpt.group("buffer")
     _copy_into(network.params, params, "parameters", ckpt.path)
     _copy_into(network.buffers, buffers, "buffers", ckpt.path)
 

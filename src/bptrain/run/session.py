@@ -333,6 +333,8 @@ class Training:
         root = self.parallel is None or self.parallel.is_root
         if options is not None and root and not self.request.dry_run:
             self.board = tensorboard.Board(options)
+        elif options is not None and self.request.dry_run:
+            log.info("dry run: no TensorBoard events written")
         try:
             return self._execute()
         finally:  # also on an interrupt or an error: what was written is flushed
