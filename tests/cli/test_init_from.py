@@ -162,6 +162,15 @@ def test_a_checkpoint_of_another_config_names_the_layer(source, tmp_path, idx_fo
     assert "wider.yaml:" in result.stderr  # where in the config that layer is
 
 
+def test_a_file_that_does_not_fit_is_refused_before_the_data_loads(source, tmp_path):
+    _, path = source
+    # --offline with no data would be exit 3: the weights are checked first (mlp's layers).
+    result = invoke("train", "mlp", "--offline", "--data-dir", tmp_path / "none",
+                    "--init-from", path, "--out", tmp_path / "run.npz")  # fmt: skip
+    assert_error(result, 2, "1.W has shape [784, 32] but layer 1 (affine) needs [784, 50]")
+    assert sorted(os.listdir(tmp_path)) == []
+
+
 def damaged_checkpoint(folder, source):
     path = folder / "cut.npz"
     path.write_bytes(source.read_bytes()[:-100])

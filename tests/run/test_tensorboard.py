@@ -68,13 +68,15 @@ def test_histograms_of_weights_and_gradients_come_with_the_flag(config_file, tmp
     assert reader.Histograms("gradients/1.W")[-1].histogram_value.sum_squares > 0
 
 
-def test_an_unwritable_folder_is_refused_before_training(config_file, tmp_path):
+def test_an_unwritable_folder_is_refused_before_the_data_loads(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     out = tmp_path / "run.npz"
-    result = invoke("train", config_file, "--tensorboard", blocker / "tb", "--out", out)
-    assert_error(result, 4, "cannot write --tensorboard", str(blocker / "tb"))
-    assert not out.exists()
+    # --offline with no data would be exit 3: the folder is checked first.
+    result = invoke("train", "mlp", "--offline", "--data-dir", tmp_path / "none",
+                    "--tensorboard", blocker / "tb", "--out", out)  # fmt: skip
+    assert_error(result, 4, "cannot write --tensorboard", str(blocker / "tb"), "Not a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def test_histograms_need_a_folder(config_file):

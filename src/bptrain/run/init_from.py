@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 
 from .. import files
+from ..config import LoadedConfig
 from ..engine.averaging import WeightAverage
 from ..engine.network import Network
 from ..errors import CheckpointError, ConfigError
 from ..export import torch_layout
 from . import checkpoint, safetensors_read
+from .inputs import DataOptions, check_stack
 from .restore import stored_arrays
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,21 @@ def read(name: str) -> Source:
         raise _pickle_error(path)
     tensors = safetensors_read.parse(path, raw)  # not one: exit 2; damaged: exit 4
     return Source(path, sha256, SAFETENSORS, tensors)
+
+
+def read_checked(name: str | None, loaded: LoadedConfig, data: DataOptions) -> Source | None:
+    """--init-from's file, read, and checked against the config's network before the data
+    loads wherever the data's shape is known without its files (train checks it again)."""
+    if name is None:
+        return None
+    source = read(name)
+    network = check_stack(loaded, data)
+    if network is not None:
+        try:
+            weights_for(source, network)
+        except ConfigError as error:
+            raise loaded.locate(error) from None
+    return source
 
 
 def _checkpoint_source(path: Path, sha256: str, raw: bytes) -> Source:

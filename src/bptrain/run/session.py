@@ -183,7 +183,7 @@ def train(request: TrainRequest, hooks: Hooks, parallel: Any = None) -> dict[str
         resolved.seed = shared[1]  # a drawn seed is rank 0's: every rank draws the same batches
     if resolved.loaded.config.seed is None:
         log.info(f"no seed in the config; drew seed {resolved.seed} (recorded in the checkpoint)")
-    source = _weights_source(request, resolved)
+    source = init_from.read_checked(request.init_from, resolved.loaded, request.data)
     if root and request.tensorboard is not None and not request.dry_run:
         tensorboard.check(request.tensorboard)
     # The checkpoint path is checked and locked before minutes of loading, not after.
@@ -194,21 +194,6 @@ def train(request: TrainRequest, hooks: Hooks, parallel: Any = None) -> dict[str
             parallel.share_start(str(run.dataset.folder), resolved.seed)
         _log_start(run, resolved.loaded, resolved.ckpt, out)
         return Training(run, out, hooks, request, parallel, started).execute()
-
-
-def _weights_source(request: TrainRequest, resolved: Plan) -> init_from.Source | None:
-    """The --init-from file, read and (where the data's shape is known without its files)
-    checked against the config's network before the data loads."""
-    if request.init_from is None:
-        return None
-    source = init_from.read(request.init_from)
-    network = check_stack(resolved.loaded, request.data)
-    if network is not None:
-        try:
-            init_from.weights_for(source, network)
-        except ConfigError as error:
-            raise resolved.loaded.locate(error) from None
-    return source
 
 
 def _start(request: TrainRequest, resolved: Plan, source: init_from.Source | None = None) -> Run:
@@ -329,12 +314,8 @@ class Training:
 
     def execute(self) -> dict[str, Any]:
         """Train, test and summarize, with the TensorBoard writer (if any) open throughout."""
-        options = self.request.tensorboard
         root = self.parallel is None or self.parallel.is_root
-        if options is not None and root and not self.request.dry_run:
-            self.board = tensorboard.Board(options)
-        elif options is not None and self.request.dry_run:
-            log.info("dry run: no TensorBoard events written")
+        self.board = tensorboard.open_board(self.request.tensorboard, root, self.request.dry_run)
         try:
             return self._execute()
         finally:  # also on an interrupt or an error: what was written is flushed

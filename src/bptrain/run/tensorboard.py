@@ -12,6 +12,7 @@ checked (made, writable: exit 4) before the data loads.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 from .. import extras, files
 from ..engine.network import Network
 from ..errors import DestinationError
+
+log = logging.getLogger(__name__)
 
 # Epoch record key -> scalar tag; TensorBoard groups tags by what comes before the "/".
 EPOCH_SCALARS = {
@@ -51,6 +54,13 @@ def check(options: BoardOptions, command: str = "train --tensorboard") -> None:
     """Before any work: the writer is installed (exit 2) and the folder writable (exit 4)."""
     extras.require("tensorboardX", "tensorboard", command)
     files.check_folder(Path(options.folder), label="--tensorboard")
+
+
+def open_board(options: BoardOptions | None, root: bool, dry_run: bool) -> Board | None:
+    """The run's writer: none without --tensorboard, on MPI ranks but the first, in a dry run."""
+    if options is not None and dry_run:
+        log.info("dry run: no TensorBoard events written")
+    return Board(options) if options is not None and root and not dry_run else None
 
 
 class Board:
