@@ -6,9 +6,10 @@ import hashlib
 import numpy as np
 import pytest
 
+from bptrain.engine.network import Network
 from bptrain.engine.train import evaluate
 from bptrain.errors import ConfigError
-from bptrain.export.torch_layout import to_torch
+from bptrain.export.torch_layout import modules, to_torch
 from bptrain.run import checkpoint, init_from, inputs
 from bptrain.run.checkpoint_schema import validate_meta
 from bptrain.run.restore import stored_arrays
@@ -151,6 +152,27 @@ def test_a_pytorch_sequential_state_dict_predicts_as_in_pytorch(tmp_path, idx_fo
     init_from.apply(init_from.read(str(file)), run)
     assert np.array_equal(run.network.buffers["1.running_var"], model[1].running_var.numpy())
     assert_same_forward(torch, model, run)
+
+
+@pytest.mark.parametrize("preset", ["mlp", "mlp-deep", "cnn", "cnn-deep", "speedrun"])
+def test_every_preset_built_in_pytorch_predicts_as_in_pytorch(preset, tmp_path):
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    config = inputs.config_of(preset).config
+    network = Network.from_specs(config.model.layers, (1, 28, 28), config.model.loss,
+                                 num_classes=10)  # fmt: skip
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(
+        *(getattr(torch.nn, m.cls)(*m.args, **m.kwargs) for m in modules(network))
+    )
+    x = np.random.default_rng(2).random((64, 1, 28, 28), dtype=np.float32)
+    trained_a_little(torch, model, np.concatenate([x] * 4))
+    file = tmp_path / f"{preset}.safetensors"
+    safetensors_torch.save_file(model.state_dict(), str(file))
+    network.assign(init_from.weights_for(init_from.read(str(file)), network))
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(network.predict(x), theirs, atol=1e-5, rtol=0)
 
 
 def test_a_custom_module_is_matched_by_its_shapes_when_only_one_match_exists(tmp_path, source):

@@ -102,6 +102,11 @@ def _checkpoint_source(path: Path, sha256: str, raw: bytes) -> Source:
         ckpt = checkpoint.load(path)
     except CheckpointError as error:  # damaged or edited: exit 4, as for --resume
         raise CheckpointError(f"--init-from: {error.message}", hint=error.hint) from None
+    if not ckpt.complete:
+        log.warning(
+            f"--init-from {path} is the checkpoint of an unfinished run ({ckpt.epochs} epochs "
+            "so far): starting from its last weights"
+        )
     chosen = stored_arrays(ckpt, ckpt.weights)
     return Source(path, sha256, CHECKPOINT, chosen, ckpt.weights)
 
