@@ -69,6 +69,23 @@ def test_a_safetensors_file_is_recorded_as_such(source, torch_state, tmp_path):
     }  # fmt: skip
 
 
+def test_a_runs_own_first_weights_brought_in_give_the_same_run(tmp_path, idx_folder):
+    """Same weights in, same shuffles and dropout masks drawn: the very same records."""
+    config = small_config(idx_folder, epochs=2)
+    config["model"]["layers"].insert(3, {"type": "dropout", "rate": 0.3})
+    path = write_config(tmp_path / "dropout.yaml", config)
+    loaded = inputs.config_of(str(path))
+    run = inputs.prepare(loaded.config, 3, inputs.load_dataset(loaded.config))
+    file = write_tensors(tmp_path, to_torch(run.network), "initial.safetensors")
+    plain = invoke("train", path, "--out", tmp_path / "plain.npz")
+    brought = invoke("train", path, "--init-from", file, "--out", tmp_path / "brought.npz")
+    assert plain.exit_code == brought.exit_code == 0, brought.stderr
+    ours, theirs = records(plain.stdout), records(brought.stdout)
+    assert theirs[-1].pop("init_from")["format"] == "safetensors"
+    assert ours[-1].pop("checkpoint") != theirs[-1].pop("checkpoint")
+    assert without_timing(ours) == without_timing(theirs)
+
+
 def test_a_resumed_run_goes_on_exactly_and_keeps_its_record(source, tmp_path):
     config, path = source
     whole, part = tmp_path / "whole.npz", tmp_path / "part.npz"
