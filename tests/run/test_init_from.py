@@ -2,15 +2,16 @@
 the generator stream is untouched, and PyTorch's own networks give bptrain's forward pass."""
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
 
 from bptrain.engine.network import Network
 from bptrain.engine.train import evaluate
-from bptrain.errors import ConfigError
+from bptrain.errors import CheckpointError, ConfigError
 from bptrain.export.torch_layout import modules, to_torch
-from bptrain.run import checkpoint, init_from, inputs
+from bptrain.run import checkpoint, init_from, inputs, safetensors_read
 from bptrain.run.checkpoint_schema import validate_meta
 from bptrain.run.restore import stored_arrays
 from cli_helpers import invoke, records, small_config, write_config
@@ -236,3 +237,43 @@ def test_the_record_of_the_source_is_checked_strictly(source, tmp_path):
     plain = tmp_path / "plain.npz"
     assert invoke("train", config, "--epochs", 1, "--out", plain, "-q").exit_code == 0
     assert "init_from" not in checkpoint.load(plain).meta
+
+
+# --- the safetensors reader: a header is untrusted input -------------------------------------
+
+
+def safetensors_bytes(header, data=b"\0" * 16, claimed=None):
+    text = json.dumps(header).encode()
+    return (claimed if claimed is not None else len(text)).to_bytes(8, "little") + text + data
+
+
+def entry(dtype="F32", shape=(2, 2), offsets=(0, 16)):
+    return {"w": {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}}
+
+
+DAMAGED = {
+    "a header longer than the file": (safetensors_bytes(entry(), claimed=10**6), "claims"),
+    "a header that is not JSON": (b"\x05" + b"\0" * 7 + b"{oops", "not valid JSON"),
+    "data beyond the end": (safetensors_bytes(entry(offsets=(8, 24))), "claims bytes 8..24"),
+    "a shape that is not its bytes": (safetensors_bytes(entry(shape=(3, 2))), "claims bytes"),
+    "a negative size": (safetensors_bytes(entry(shape=(-2, 2))), "invalid shape"),
+    "no offsets": (safetensors_bytes({"w": {"dtype": "F32", "shape": [4]}}), "lacks a dtype"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+def test_a_damaged_header_is_a_damaged_file(case, tmp_path):
+    raw, needle = DAMAGED[case]
+    with pytest.raises(CheckpointError, match="damaged safetensors file") as info:
+        safetensors_read.parse(tmp_path / "x.safetensors", raw)
+    assert needle in str(info.value)
+
+
+def test_an_unknown_dtype_or_another_format_is_a_usage_error(tmp_path):
+    with pytest.raises(ConfigError, match="tensor w is C64; bptrain trains in float32"):
+        safetensors_read.parse(tmp_path / "x", safetensors_bytes(entry(dtype="C64")))
+    with pytest.raises(ConfigError, match="neither a bptrain checkpoint"):
+        safetensors_read.parse(tmp_path / "x", b"\x04\0\0\0\0\0\0\0[1]\n")
+    tensors = safetensors_read.parse(tmp_path / "x", safetensors_bytes(entry()))
+    assert tensors["w"].shape == (2, 2) and tensors["w"].dtype == np.float32
+    assert tensors["w"].flags.writeable
