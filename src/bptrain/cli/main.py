@@ -119,11 +119,9 @@ def _read_stdin() -> str:
     type=click.Path(),
     default=None,
     metavar="FILE",
-    help="Start from these weights instead of random ones (the optimizer starts fresh): a "
-    "bptrain checkpoint (the weights eval uses: its summary's best, averaged or last) or a "
-    "safetensors file in PyTorch's nn.Sequential names and layouts (bptrain export, or "
-    "safetensors.torch.save_file(model.state_dict(), FILE)). Checked layer by layer against "
-    "CONFIG; float64 is cast to float32.",
+    help="Start a new run from these weights (the optimizer starts fresh): a bptrain "
+    "checkpoint (the weights eval uses) or a safetensors state dict in PyTorch's "
+    "nn.Sequential names, as bptrain export writes it. Checked against CONFIG layer by layer.",
 )
 @tensorboard_options
 @click.option(
