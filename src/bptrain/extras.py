@@ -15,6 +15,7 @@ EXTRAS = {
     "sweep": "sweeps (Optuna)",
     "mpi": "mpi4py (MPI)",
     "export": "the onnx and safetensors packages",
+    "tensorboard": "TensorBoard event files (tensorboardX)",
 }
 
 

@@ -21,12 +21,14 @@ from ..run.session import Hooks, TrainRequest
 from ..run.threads import blas_threads
 from .options import (
     EXIT_CODES,
+    board_of,
     common_options,
     config_argument,
     data_of,
     data_options,
     preprocess_option,
     set_option,
+    tensorboard_options,
     threads_option,
     weights_option,
     with_shortcuts,
@@ -113,6 +115,16 @@ def _read_stdin() -> str:
     "train.*).",
 )
 @click.option(
+    "--init-from",
+    type=click.Path(),
+    default=None,
+    metavar="FILE",
+    help="Start a new run from these weights (the optimizer starts fresh): a bptrain "
+    "checkpoint (the weights eval uses) or a safetensors state dict in PyTorch's "
+    "nn.Sequential names, as bptrain export writes it. Checked against CONFIG layer by layer.",
+)
+@tensorboard_options
+@click.option(
     "--print-config", is_flag=True, help="Print the merged, validated config as YAML and exit."
 )
 @click.option(
@@ -148,6 +160,9 @@ def train_command(
     out: str | None,
     overwrite: bool,
     resume: str | None,
+    init_from: str | None,
+    tensorboard: str | None,
+    tensorboard_histograms: bool,
     print_config: bool,
     dry_run: bool,
     target_accuracy: float | None,
@@ -169,6 +184,8 @@ def train_command(
         resume=resume,
         target_accuracy=target_accuracy,
         dry_run=dry_run,
+        init_from=init_from,
+        tensorboard=board_of(tensorboard, tensorboard_histograms),
     )
     if print_config:
         console.write_stdout(session.print_config(request, _read_stdin))

@@ -57,8 +57,12 @@ class RunInfo:
     checksums: dict[str, str] = field(default_factory=dict)
     folder: str | None = None
     name: str | None = None  # the preset or config file it came from (titles of pictures)
+    # Where a run's first weights came from (train --init-from): file, sha256 and format.
+    init_from: dict[str, str] | None = None
 
     def to_meta(self) -> dict[str, Any]:
+        # init_from is written only when there is one: other runs' files stay as they were.
+        started = {"init_from": dict(self.init_from)} if self.init_from else {}
         return {
             "config": self.config,
             "seed": self.seed,
@@ -67,6 +71,7 @@ class RunInfo:
             "class_names": list(self.class_names),
             "data": {"dataset": self.dataset, "checksums": self.checksums, "folder": self.folder},
             "name": self.name,
+            **started,
         }
 
     @classmethod
@@ -84,6 +89,7 @@ class RunInfo:
             # Files written before names were recorded have none; a name is never trusted
             # to be anything but a short string.
             name=_short_string(meta.get("name")),
+            init_from=dict(meta["init_from"]) if "init_from" in meta else None,
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -121,12 +122,28 @@ EPOCH_RECORD: dict[str, Any] = {
     "wall_seconds": _number(0.0),
 }
 # Keys added after checkpoints were first written: older files lack them and still load.
-NEWER_KEYS = frozenset({"ema_updates", "wall_seconds", "kernels"})
+NEWER_KEYS = frozenset({"ema_updates", "wall_seconds", "kernels", "init_from"})
 DATA: dict[str, Any] = {
     "dataset": _STRING,
     "checksums": _mapping_of(_STRING, "a mapping of file names to SHA-256 strings"),
     "folder": _optional(_STRING),
 }
+
+
+def _init_from(value: Any) -> str | None:
+    """train --init-from's record: exactly a file name, its SHA-256 and the file's format."""
+    ok = (
+        isinstance(value, dict)
+        and set(value) == {"file", "sha256", "format"}
+        and isinstance(value["file"], str)
+        and 0 < len(value["file"]) <= 4096
+        and isinstance(value["sha256"], str)
+        and re.fullmatch("[0-9a-f]{64}", value["sha256"]) is not None
+        and value["format"] in ("bptrain-checkpoint", "safetensors")
+    )
+    return None if ok else "a mapping of file, sha256 (64 hex digits) and format"
+
+
 META: dict[str, Any] = {
     "format": _STRING,
     "format_version": _COUNT,
@@ -146,6 +163,7 @@ META: dict[str, Any] = {
     "history": [EPOCH_RECORD],
     "rng_state": _MAPPING,
     "digest": _STRING,
+    "init_from": _init_from,  # only in runs started with train --init-from
 }
 
 
