@@ -252,3 +252,32 @@ def test_pytorch_pickles_and_bfloat16_are_refused_with_the_way_out(source, tmp_p
     assert "safetensors.torch" in result.stderr
     result = invoke("train", config, "--init-from", half, "--out", tmp_path / "run.npz")
     assert_refused(result, 2, "is BF16; bptrain trains in float32", tmp_path, before)
+
+
+def test_zero_epochs_brings_weights_in_unchanged(source, torch_state, tmp_path):
+    """A model trained elsewhere becomes a checkpoint eval, predict, graph and serve read."""
+    config, path = source
+    scored = records(invoke("eval", path).stdout)[0]
+    weights = tmp_path / "elsewhere.safetensors"
+    safetensors_numpy.save_file(torch_state, str(weights))
+    out = tmp_path / "imported.npz"
+    result = invoke("train", config, "--init-from", weights, "--epochs", 0, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    recs = records(result.stdout)
+    assert [r["event"] for r in recs] == ["summary"]  # nothing trained, tested once
+    assert recs[0]["test_loss"] == pytest.approx(scored["loss"], rel=1e-6)
+    imported = records(invoke("eval", out).stdout)[0]
+    assert imported["accuracy"] == scored["accuracy"] and imported["complete"]
+    assert imported["confusion_matrix"] == scored["confusion_matrix"]
+    ckpt, original = checkpoint.load(out), checkpoint.load(path)
+    theirs = stored_arrays(original, original.weights)
+    for name, value in stored_arrays(ckpt, ckpt.weights).items():
+        assert np.array_equal(value, theirs[name]), name
+
+
+def test_zero_epochs_without_init_from_trains_nothing_and_says_so(source, tmp_path):
+    config, _ = source
+    out = tmp_path / "nothing.npz"
+    result = invoke("train", config, "--epochs", 0, "--out", out)
+    assert_error(result, 2, "train.epochs", "0 epochs trains nothing", "--init-from")
+    assert not out.exists()

@@ -179,6 +179,7 @@ def train(request: TrainRequest, hooks: Hooks, parallel: Any = None) -> dict[str
         shared = parallel.share_start()
         request = replace(request, data=replace(request.data, data_dir=shared[0], offline=True))
     resolved = plan(request, hooks.read_stdin)
+    _check_zero_epochs(request, resolved)
     if shared[1] is not None:
         resolved.seed = shared[1]  # a drawn seed is rank 0's: every rank draws the same batches
     if resolved.loaded.config.seed is None:
@@ -194,6 +195,20 @@ def train(request: TrainRequest, hooks: Hooks, parallel: Any = None) -> dict[str
             parallel.share_start(str(run.dataset.folder), resolved.seed)
         _log_start(run, resolved.loaded, resolved.ckpt, out)
         return Training(run, out, hooks, request, parallel, started).execute()
+
+
+def _check_zero_epochs(request: TrainRequest, resolved: Plan) -> None:
+    """0 epochs is how weights trained elsewhere come in unchanged: tested and saved as a
+    checkpoint that eval, predict, graph and serve read. Without --init-from it trains nothing."""
+    epochs = resolved.loaded.config.train.epochs
+    if epochs == 0 and (request.init_from is None or request.resume is not None):
+        raise resolved.loaded.locate(
+            ConfigError(
+                "0 epochs trains nothing; it only brings --init-from's weights in as they are",
+                path="train.epochs",
+                hint="train at least 1 epoch, or give --init-from FILE",
+            )
+        )
 
 
 def _start(request: TrainRequest, resolved: Plan, source: init_from.Source | None = None) -> Run:
