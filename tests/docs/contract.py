@@ -57,6 +57,56 @@ def _server(run: str) -> Entry:
 
 
 TABLE: dict[str, Entry] = {
+    # --- docs/export.md --------------------------------------------------------------------
+    "pip install 'bptrain[export]' onnxruntime": Entry(
+        skip="installs packages (the dev extra has them)"
+    ),
+    "bptrain export runs/my.npz --out my.onnx": _data(
+        "bptrain export runs/my.npz --out my.onnx",
+        needs=("runs/my.npz",),
+        out="jsonl:export",
+        files=("my.onnx",),
+    ),
+    "python examples/run_in_onnxruntime.py my.onnx pixels.npy": _data(
+        "python examples/run_in_onnxruntime.py my.onnx pixels.npy",
+        needs=("my.onnx", "pixels.npy"),
+        out="json",
+    ),
+    "bptrain export runs/my.npz --out my.safetensors": _data(
+        "bptrain export runs/my.npz --out my.safetensors",
+        needs=("runs/my.npz",),
+        out="jsonl:export",
+        files=("my.safetensors",),
+    ),
+    "python examples/load_in_pytorch.py my.safetensors pixels.npy": _data(
+        "python examples/load_in_pytorch.py my.safetensors pixels.npy",
+        needs=("my.safetensors", "pixels.npy"),
+        out="json",
+    ),
+    "bptrain train mlp --init-from my.safetensors --epochs 2": _data(
+        f"bptrain train mlp --init-from my.safetensors {SMALL}",
+        needs=("my.safetensors",),
+        out="jsonl:summary",
+    ),
+    "bptrain train mlp --init-from my.safetensors --epochs 0 --out runs/imported.npz": _data(
+        f"bptrain train mlp --init-from my.safetensors --epochs 0 --out runs/imported.npz {DATA}",
+        needs=("my.safetensors",),
+        out="jsonl:summary",
+        files=("runs/imported.npz",),
+    ),
+    "pip install 'bptrain[tensorboard]'": Entry(skip="installs packages (the dev extra has them)"),
+    "bptrain train mlp --tensorboard runs/tb": _data(
+        f"bptrain train mlp --tensorboard runs/tb {SMALL}",
+        out="jsonl:summary",
+        files=("runs/tb",),
+    ),
+    "tensorboard --logdir runs/tb": Entry(skip="a server: TensorBoard serves until stopped"),
+    "bptrain sweep examples/sweep-mlp.yaml --tensorboard runs/tb": _data(
+        f"bptrain sweep examples/sweep-mlp.yaml --tensorboard runs/tb --workers 2 --trials 2 "
+        f"{DATA}",
+        out="jsonl:sweep",
+        files=("runs/tb/trial-0000",),
+    ),
     # --- docs/learn.md ---------------------------------------------------------------------
     "bptrain graph shop --format html --out shop.html": Entry(
         out="jsonl:graph", files=("shop.html",)

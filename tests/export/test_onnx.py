@@ -4,6 +4,9 @@ real ONNX tools (onnx's checker, ONNX Runtime on the CPU) and held against bptra
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ import pytest
 from bptrain import __version__
 from bptrain.config import preset_names
 from bptrain.run import checkpoint
-from cli_helpers import invoke, records
+from cli_helpers import invoke, records, subprocess_env
 
 onnx = pytest.importorskip("onnx", reason="the export extra (onnx) is not installed")
 onnxruntime = pytest.importorskip(
@@ -126,3 +129,20 @@ def test_the_format_follows_the_suffix_or_format(trained, tmp_path):
     record = export(trained["mlp"], tmp_path / "model.bin", "--format", "onnx")
     onnx.checker.check_model(str(tmp_path / "model.bin"), full_check=True)
     assert record["format"] == "onnx"
+
+
+def test_the_docs_onnx_example_predicts_as_bptrain(trained, tmp_path, forward, pixels):
+    out = tmp_path / "mlp.onnx"
+    export(trained["mlp"], out)
+    x = pixels(5, seed=9)
+    np.save(tmp_path / "pixels.npy", x)
+    example = Path(__file__).parents[2] / "examples" / "run_in_onnxruntime.py"
+    done = subprocess.run(
+        [sys.executable, str(example), str(out), str(tmp_path / "pixels.npy")],
+        capture_output=True, text=True, env=subprocess_env(), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    ours = forward(trained["mlp"], x)
+    assert [line["label"] for line in lines] == ours.argmax(axis=1).tolist()
+    np.testing.assert_allclose([line["probabilities"] for line in lines], ours, atol=1e-5)
