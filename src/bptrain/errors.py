@@ -30,7 +30,8 @@ class ExitCode(IntEnum):
 _MEANINGS = {
     ExitCode.OK: "ok",
     ExitCode.CHECK_FAILED: (
-        "check failed (gradcheck over tolerance, a layer failing `check`, accuracy target missed)"
+        "check failed (gradcheck over tolerance, a layer failing `check`, an export that "
+        "disagrees, accuracy target missed)"
     ),
     ExitCode.USAGE: "usage or config error",
     ExitCode.DATA: "data error (missing, corrupt or unreachable data)",
