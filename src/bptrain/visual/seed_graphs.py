@@ -122,6 +122,7 @@ def _shop(v: dict[str, float], tape: Tape) -> Graph:
 
 
 # Long: the seed's shopping graph with apples and oranges, each line one node or edge.
+# Long: the seed's problem 2 node by node (its figure 5-17), each line one node or edge.
 def _shop_oranges(v: dict[str, float], tape: Tape) -> Graph:
     """Problem 2: plus 3 oranges at 150; an AddLayer sums the two fruits before the tax."""
     mul_apple, mul_orange, add_fruit, mul_tax = MulLayer(), MulLayer(), AddLayer(), MulLayer()
