@@ -29,7 +29,10 @@ class ExitCode(IntEnum):
 
 _MEANINGS = {
     ExitCode.OK: "ok",
-    ExitCode.CHECK_FAILED: "check failed (gradcheck over tolerance, accuracy target missed)",
+    ExitCode.CHECK_FAILED: (
+        "check failed (gradcheck over tolerance, a layer failing `check`, an export that "
+        "disagrees, accuracy target missed)"
+    ),
     ExitCode.USAGE: "usage or config error",
     ExitCode.DATA: "data error (missing, corrupt or unreachable data)",
     ExitCode.CHECKPOINT: "checkpoint or output file error (unreadable, edited, in use; --out "

@@ -14,6 +14,8 @@ EXTRAS = {
     "serve": "the draw-a-digit page (Starlette and uvicorn)",
     "sweep": "sweeps (Optuna)",
     "mpi": "mpi4py (MPI)",
+    "export": "the onnx and safetensors packages",
+    "tensorboard": "TensorBoard event files (tensorboardX)",
 }
 
 

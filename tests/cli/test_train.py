@@ -254,7 +254,8 @@ def test_resuming_an_adam_run_with_batchnorm_and_dropout_is_exact(tmp_path, idx_
     ("args", "stdin", "needle"),
     [
         (["train", "mlp", "--set", "foo.bar=1", "--print-config"], None, "--set foo: unknown key"),
-        (["train", "mlp", "--set", "train.epochs=0"], None, "--set train.epochs: must be >= 1"),
+        (["train", "mlp", "--set", "train.epochs=-1"], None, "--set train.epochs: must be >= 0"),
+        (["train", "mlp", "--set", "train.epochs=0"], None, "--set train.epochs: 0 epochs trains"),
         (["train", "-"], "", "model.layers: the model has no layers"),
         (["train", "-"], "model:\n", "model.layers: the model has no layers"),
         (["train", "-"], "? [1, 2]\n: 3\n", "unsupported YAML"),

@@ -318,10 +318,10 @@ def test_for_dataset_errors_name_the_entry_and_its_line(tmp_path):
         assert messages(info)[0].startswith(f"{path}:3: "), messages(info)
         assert expected in messages(info)[0], messages(info)
     # a bad value is the entry's error, at the entry's line
-    path.write_text(MODEL + "for_dataset:\n  mnist:\n    train.epochs: 0\n")
+    path.write_text(MODEL + "for_dataset:\n  mnist:\n    train.epochs: -1\n")
     with pytest.raises(ConfigErrors) as info:
         load_config(str(path), parts=PARTS)
-    assert messages(info) == [f"{path}:4: train.epochs: must be >= 1, got 0"]
+    assert messages(info) == [f"{path}:4: train.epochs: must be >= 0, got -1"]
     path.write_text(MODEL + "for_dataset: [mnist]\n")
     with pytest.raises(ConfigError, match="for_dataset: expected a mapping of dataset names"):
         load_config(str(path), parts=PARTS)

@@ -57,6 +57,84 @@ def _server(run: str) -> Entry:
 
 
 TABLE: dict[str, Entry] = {
+    # --- docs/export.md --------------------------------------------------------------------
+    "pip install 'bptrain[export]' onnxruntime": Entry(
+        skip="installs packages (the dev extra has them)"
+    ),
+    "bptrain export runs/my.npz --out my.onnx": _data(
+        "bptrain export runs/my.npz --out my.onnx",
+        needs=("runs/my.npz",),
+        out="jsonl:export",
+        files=("my.onnx",),
+    ),
+    "python examples/run_in_onnxruntime.py my.onnx pixels.npy": _data(
+        "python examples/run_in_onnxruntime.py my.onnx pixels.npy",
+        needs=("my.onnx", "pixels.npy"),
+        out="json",
+    ),
+    "bptrain export runs/my.npz --out my.safetensors": _data(
+        "bptrain export runs/my.npz --out my.safetensors",
+        needs=("runs/my.npz",),
+        out="jsonl:export",
+        files=("my.safetensors",),
+    ),
+    "python examples/load_in_pytorch.py my.safetensors pixels.npy": _data(
+        "python examples/load_in_pytorch.py my.safetensors pixels.npy",
+        needs=("my.safetensors", "pixels.npy"),
+        out="json",
+    ),
+    "bptrain train mlp --init-from my.safetensors --epochs 2": _data(
+        f"bptrain train mlp --init-from my.safetensors {SMALL}",
+        needs=("my.safetensors",),
+        out="jsonl:summary",
+    ),
+    "bptrain train mlp --init-from my.safetensors --epochs 0 --out runs/imported.npz": _data(
+        f"bptrain train mlp --init-from my.safetensors --epochs 0 --out runs/imported.npz {DATA}",
+        needs=("my.safetensors",),
+        out="jsonl:summary",
+        files=("runs/imported.npz",),
+    ),
+    "pip install 'bptrain[tensorboard]'": Entry(skip="installs packages (the dev extra has them)"),
+    "bptrain train mlp --tensorboard runs/tb": _data(
+        f"bptrain train mlp --tensorboard runs/tb {SMALL}",
+        out="jsonl:summary",
+        files=("runs/tb",),
+    ),
+    "tensorboard --logdir runs/tb": Entry(skip="a server: TensorBoard serves until stopped"),
+    "bptrain sweep examples/sweep-mlp.yaml --tensorboard runs/tb": _data(
+        f"bptrain sweep examples/sweep-mlp.yaml --tensorboard runs/tb --workers 2 --trials 2 "
+        f"{DATA}",
+        out="jsonl:sweep",
+        files=("runs/tb/trial-0000",),
+    ),
+    # --- docs/learn.md ---------------------------------------------------------------------
+    "bptrain graph shop --format html --out shop.html": Entry(
+        out="jsonl:graph", files=("shop.html",)
+    ),
+    "bptrain graph runs/cnn.npz --batch 20 --out cnn.html": _data(
+        "bptrain graph runs/cnn.npz --batch 20 --out cnn.html",
+        needs=("runs/cnn.npz",),
+        out="jsonl:graph",
+        files=("cnn.html",),
+    ),
+    "bptrain check examples/seed_layers.py": Entry(exit=1, out="jsonl:check"),
+    "bptrain check examples/seed_layers.py:Relu --as relu": Entry(exit=1, out="jsonl:check"),
+    "bptrain check examples/seed_layers_fixed.py": Entry(out="jsonl:check"),
+    "bptrain train examples/own-layers.yaml --out runs/own.npz": _data(
+        f"bptrain train examples/own-layers.yaml --out runs/own.npz {SMALL}",
+        out="jsonl:summary",
+        files=("runs/own.npz",),
+        option=("eval", "--layers"),
+    ),
+    "bptrain gradcheck examples/own-layers.yaml": Entry(
+        out="jsonl:gradcheck", option=("eval", "--layers")
+    ),
+    "bptrain eval runs/own.npz --layers examples/seed_layers_fixed.py": _data(
+        f"bptrain eval runs/own.npz --layers examples/seed_layers_fixed.py {DATA}",
+        needs=("runs/own.npz",),
+        out="jsonl:eval",
+        option=("eval", "--layers"),
+    ),
     # --- README.md -------------------------------------------------------------------------
     "make train": Entry(
         skip="creates .venv and trains 18 epochs: `bptrain train` below runs the same command"

@@ -101,6 +101,14 @@ def _make(name: str, repo: Path) -> None:
         )
     elif name in ("runs/my.npz", "runs/a.npz", "runs/b.npz"):
         run(f"bptrain -q train mlp {SMALL} --out {name}")
+    elif name in ("my.onnx", "my.safetensors"):
+        if not (repo / "runs/my.npz").exists():
+            _make("runs/my.npz", repo)
+        run(f"bptrain -q export runs/my.npz --out {name}")
+    elif name == "pixels.npy":
+        np.save(repo / name, (images[:5, None] / 255).astype(np.float32))
+    elif name == "runs/own.npz":
+        run(f"bptrain -q train examples/own-layers.yaml {SMALL} --out {name}")
     elif name == "runs/cnn.npz":
         run(f"bptrain -q train cnn {SMALL.replace('1000', '300')} --out {name}")
     elif name == "run.jsonl":

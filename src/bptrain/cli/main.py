@@ -22,6 +22,7 @@ from ..run.session import Hooks, TrainRequest
 from ..run.threads import blas_threads
 from .options import (
     EXIT_CODES,
+    board_of,
     common_options,
     config_argument,
     data_of,
@@ -29,6 +30,7 @@ from .options import (
     layers_option,
     preprocess_option,
     set_option,
+    tensorboard_options,
     threads_option,
     weights_option,
     with_shortcuts,
@@ -117,6 +119,16 @@ def _read_stdin() -> str:
 )
 @layers_option
 @click.option(
+    "--init-from",
+    type=click.Path(),
+    default=None,
+    metavar="FILE",
+    help="Start a new run from these weights (the optimizer starts fresh): a bptrain "
+    "checkpoint (the weights eval uses) or a safetensors state dict in PyTorch's "
+    "nn.Sequential names, as bptrain export writes it. Checked against CONFIG layer by layer.",
+)
+@tensorboard_options
+@click.option(
     "--print-config", is_flag=True, help="Print the merged, validated config as YAML and exit."
 )
 @click.option(
@@ -152,6 +164,9 @@ def train_command(
     out: str | None,
     overwrite: bool,
     resume: str | None,
+    init_from: str | None,
+    tensorboard: str | None,
+    tensorboard_histograms: bool,
     print_config: bool,
     dry_run: bool,
     target_accuracy: float | None,
@@ -173,6 +188,8 @@ def train_command(
         resume=resume,
         target_accuracy=target_accuracy,
         dry_run=dry_run,
+        init_from=init_from,
+        tensorboard=board_of(tensorboard, tensorboard_histograms),
     )
     if print_config:
         console.write_stdout(session.print_config(request, _read_stdin))
@@ -328,7 +345,9 @@ def gradcheck_command(
 # Commands with their own modules (this one keeps the commands of a run): your own images, the
 # data and presets, the pictures and summaries, the draw-a-digit server, sweeps. Their engines
 # load only when they run.
+from .check import check_command  # noqa: E402
 from .datasets import download_command, presets_command  # noqa: E402
+from .export import export_command  # noqa: E402
 from .plot import plot_command  # noqa: E402
 from .predict import predict_command  # noqa: E402
 from .serve import serve_command  # noqa: E402
@@ -337,6 +356,6 @@ from .visual import graph_command, summary_command  # noqa: E402
 
 for command in (
     predict_command, download_command, presets_command, graph_command, summary_command,
-    plot_command, serve_command, sweep_command,
+    plot_command, serve_command, sweep_command, check_command, export_command,
 ):  # fmt: skip
     cli.add_command(command)

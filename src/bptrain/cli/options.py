@@ -9,7 +9,9 @@ import click
 
 from .. import console
 from ..config import preset_names
+from ..errors import ConfigError
 from ..run.inputs import DataOptions
+from ..run.tensorboard import BoardOptions
 
 # The exit-code table every command's --help ends with.
 EXIT_CODES = console.exit_codes_help()
@@ -136,3 +138,29 @@ SHORTCUTS = {
 def with_shortcuts(overrides: tuple[str, ...], **values: Any) -> tuple[str, ...]:
     extra = [f"{SHORTCUTS[k]}={v}" for k, v in values.items() if v is not None]
     return (*overrides, *extra)
+
+
+def tensorboard_options(command: Callable) -> Callable:
+    """--tensorboard DIR, --tensorboard-histograms (train and sweep)."""
+    command = click.option(
+        "--tensorboard-histograms",
+        is_flag=True,
+        help="With --tensorboard: also the distributions of every weight and of its gradient "
+        "(the epoch's last step) per epoch.",
+    )(command)
+    return click.option(
+        "--tensorboard",
+        type=click.Path(file_okay=False),
+        default=None,
+        metavar="DIR",
+        help="Write each epoch's loss, accuracy, learning rate and seconds to DIR as TensorBoard "
+        "scalars (step = epoch); view with: tensorboard --logdir DIR. Needs bptrain[tensorboard].",
+    )(command)
+
+
+def board_of(folder: str | None, histograms: bool) -> BoardOptions | None:
+    if folder is None:
+        if histograms:
+            raise ConfigError("--tensorboard-histograms needs --tensorboard DIR")
+        return None
+    return BoardOptions(folder, histograms)

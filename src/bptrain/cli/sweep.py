@@ -7,7 +7,14 @@ import sys
 import click
 
 from .. import console
-from .options import common_options, data_of, data_options, threads_option
+from .options import (
+    board_of,
+    common_options,
+    data_of,
+    data_options,
+    tensorboard_options,
+    threads_option,
+)
 
 
 @click.command(name="sweep", epilog=console.exit_codes_help())
@@ -47,6 +54,7 @@ from .options import common_options, data_of, data_options, threads_option
     default=None,
     help="Replace the spec's trials: (say, to extend a finished study).",
 )
+@tensorboard_options
 @data_options
 @threads_option
 @common_options
@@ -57,6 +65,8 @@ def sweep_command(
     study: str | None,
     workers: int,
     trials: int | None,
+    tensorboard: str | None,
+    tensorboard_histograms: bool,
     data_dir: str | None,
     mirrors: tuple[str, ...],
     offline: bool,
@@ -69,7 +79,8 @@ def sweep_command(
     DIR/best.yaml always holds the best trial's config (bptrain train DIR/best.yaml retrains
     it). Running the command again continues the study. For sweeps, --threads is the BLAS
     threads of each worker (default 1). Ctrl-C stops the running trials at their next step
-    (recorded as failed) and exits 130.
+    (recorded as failed) and exits 130. With --tensorboard DIR, each trial's epochs go to
+    DIR/trial-NNNN/, so TensorBoard shows the trials side by side.
     """
     from ..scale.sweep import main as sweep
 
@@ -77,6 +88,7 @@ def sweep_command(
         spec=spec, out=out, storage=storage, study=study, workers=workers, trials=trials,
         threads=threads, data=data_of(data_dir, mirrors, offline),
         verbose=console.OPTIONS.verbose,
+        tensorboard=board_of(tensorboard, tensorboard_histograms),
     )  # fmt: skip
     sweep.sweep(
         request,

@@ -53,8 +53,9 @@ def _read_stdin() -> str:
     "fmt",
     type=click.Choice(FORMATS),
     default=None,
-    help="dot (default), mermaid, json, or svg/png/pdf (through Graphviz's `dot`); default: "
-    "from --out's suffix.",
+    help="dot (default), mermaid, json, html (a self-contained page that steps through the "
+    "forward and backward pass), or svg/png/pdf (through Graphviz's `dot`); default: from "
+    "--out's suffix.",
 )
 @click.option("--out", type=click.Path(), default=None, help="Write to FILE.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")

@@ -92,7 +92,8 @@ SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": 
 
 # Value rules beyond types: (section, key) -> (check, message).
 _RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
-    ("train", "epochs"): (lambda v: v >= 1, "must be >= 1"),
+    # 0 epochs only brings --init-from's weights in as they are (run/session.py checks that).
+    ("train", "epochs"): (lambda v: v >= 0, "must be >= 0"),
     ("train", "batch_size"): (lambda v: v >= 1, "must be >= 1"),
     ("train", "eval_batch_size"): (lambda v: v >= 1, "must be >= 1"),
     ("train", "early_stopping"): (lambda v: v is None or v >= 1, "must be >= 1 or null"),
@@ -229,7 +230,7 @@ def _check_relations(raw: Mapping[str, Any]) -> list[ConfigError]:
         ]
     schedule, epochs = train.get("schedule"), train.get("epochs", TrainConfig.epochs)
     warmup = schedule.get("warmup", 0) if isinstance(schedule, Mapping) else 0
-    if warmup >= epochs:
+    if warmup and warmup >= epochs:
         errors.append(
             ConfigError(
                 f"a warm-up of {warmup} epochs does not end before the last epoch "

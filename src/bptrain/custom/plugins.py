@@ -18,7 +18,7 @@ from typing import Any
 
 from ..engine.layers import LAYERS
 from ..errors import CheckpointError, ConfigError
-from .adapter_stub import as_layer
+from .adapter import as_layer
 
 GROUP = "bptrain.layers"
 

@@ -19,7 +19,7 @@ from ..engine.layers import LAYERS, Layer
 from ..errors import CheckpointError, ConfigError
 from ..registry import FILE_TYPE
 from . import plugins
-from .adapter_stub import as_layer
+from .adapter import as_layer
 from .source import ClassRef, class_from, import_file, imported_sha256, sha256_of
 
 log = logging.getLogger(__name__)

@@ -57,12 +57,18 @@ class RunInfo:
     checksums: dict[str, str] = field(default_factory=dict)
     folder: str | None = None
     name: str | None = None  # the preset or config file it came from (titles of pictures)
+    # Where a run's first weights came from (train --init-from): file, sha256 and format.
+    init_from: dict[str, str] | None = None
     # Where the code of the run's own layers came from, one record per type: a file's
     # {type, file, sha256} or a package's {type, entry_point, distribution, version}.
     layer_sources: tuple[dict[str, Any], ...] = ()
 
     def to_meta(self) -> dict[str, Any]:
-        meta = {
+        # init_from and layer_sources are written only when there is one: other runs' files
+        # stay as they were.
+        started = {"init_from": dict(self.init_from)} if self.init_from else {}
+        own = {"layer_sources": [dict(s) for s in self.layer_sources]} if self.layer_sources else {}
+        return {
             "config": self.config,
             "seed": self.seed,
             "input_shape": list(self.input_shape),
@@ -70,10 +76,9 @@ class RunInfo:
             "class_names": list(self.class_names),
             "data": {"dataset": self.dataset, "checksums": self.checksums, "folder": self.folder},
             "name": self.name,
+            **started,
+            **own,
         }
-        if self.layer_sources:  # only runs with own layers have the key: others stay as they were
-            meta["layer_sources"] = [dict(source) for source in self.layer_sources]
-        return meta
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> RunInfo:
@@ -90,6 +95,7 @@ class RunInfo:
             # Files written before names were recorded have none; a name is never trusted
             # to be anything but a short string.
             name=_short_string(meta.get("name")),
+            init_from=dict(meta["init_from"]) if "init_from" in meta else None,
             layer_sources=tuple(dict(s) for s in meta.get("layer_sources", ())),
         )
 

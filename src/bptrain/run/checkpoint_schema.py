@@ -155,12 +155,28 @@ def _layer_sources(value: Any) -> str | None:
 
 
 # Keys added after checkpoints were first written: older files lack them and still load.
-NEWER_KEYS = frozenset({"ema_updates", "wall_seconds", "kernels", "layer_sources"})
+NEWER_KEYS = frozenset({"ema_updates", "wall_seconds", "kernels", "init_from", "layer_sources"})
 DATA: dict[str, Any] = {
     "dataset": _STRING,
     "checksums": _mapping_of(_STRING, "a mapping of file names to SHA-256 strings"),
     "folder": _optional(_STRING),
 }
+
+
+def _init_from(value: Any) -> str | None:
+    """train --init-from's record: exactly a file name, its SHA-256 and the file's format."""
+    ok = (
+        isinstance(value, dict)
+        and set(value) == {"file", "sha256", "format"}
+        and isinstance(value["file"], str)
+        and 0 < len(value["file"]) <= 4096
+        and isinstance(value["sha256"], str)
+        and re.fullmatch("[0-9a-f]{64}", value["sha256"]) is not None
+        and value["format"] in ("bptrain-checkpoint", "safetensors")
+    )
+    return None if ok else "a mapping of file, sha256 (64 hex digits) and format"
+
+
 META: dict[str, Any] = {
     "format": _STRING,
     "format_version": _COUNT,
@@ -181,6 +197,7 @@ META: dict[str, Any] = {
     "rng_state": _MAPPING,
     "layer_sources": _layer_sources,  # runs with their own layers (custom.registration)
     "digest": _STRING,
+    "init_from": _init_from,  # only in runs started with train --init-from
 }
 
 

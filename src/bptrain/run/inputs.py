@@ -104,17 +104,20 @@ def data_shape(cfg: Config, data: DataOptions) -> tuple[tuple[int, ...], int]:
     return tuple(dataset.x_train.shape[1:]), int(dataset.num_classes)
 
 
-def check_stack(loaded: LoadedConfig, data: DataOptions) -> None:
+def check_stack(loaded: LoadedConfig, data: DataOptions) -> Network | None:
     """Build the config's network for its data's shape: a layer that cannot take its input
-    (conv2d after flatten) fails here, naming the layer, not after the data has loaded."""
+    (conv2d after flatten) fails here, naming the layer, not after the data has loaded.
+    Returns the network (None when its shape is only known once the data has loaded)."""
     from ..data import DATASETS
 
     cfg = loaded.config
     if DATASETS[cfg.data.dataset].image_shape is None and (data.data_dir or cfg.data.dir) is None:
-        return  # an `idx` folder's shape is only known from its files; train checks it
+        return None  # an `idx` folder's shape is only known from its files; train checks it
     input_shape, classes = data_shape(cfg, data)
     try:
-        Network.from_specs(cfg.model.layers, input_shape, cfg.model.loss, num_classes=classes)
+        return Network.from_specs(
+            cfg.model.layers, input_shape, cfg.model.loss, num_classes=classes
+        )
     except ConfigError as error:
         raise loaded.locate(error) from None
 
@@ -136,6 +139,7 @@ class Run:
     state: TrainState = field(default_factory=TrainState)
     name: str | None = None  # the preset or config file's name
     augmenter: augment.Augmenter | None = None  # data.augment's transforms for this dataset
+    init_from: dict[str, str] | None = None  # where its first weights came from (--init-from)
 
     @property
     def all_train(self) -> Arrays:
@@ -157,6 +161,7 @@ class Run:
             checksums=dict(self.dataset.checksums),
             folder=str(self.dataset.folder),
             name=self.name,
+            init_from=self.init_from,
             layer_sources=sources_of(self.network.layers),
         )
 
@@ -243,6 +248,7 @@ def resume(ckpt: Checkpoint, run: Run) -> None:
         ckpt, run.network, run.optimizer, run.rng, run.train_rows, train.batch_size, train.ema
     )
     run.name = ckpt.info.name
+    run.init_from = ckpt.info.init_from  # a resumed run goes on recording where it started
 
 
 def _note_other_kernels(ckpt: Checkpoint) -> None:

@@ -50,20 +50,26 @@ _WEIGHT_SETS = {
 }
 
 
-def restore_network(network: Network, ckpt: Checkpoint, weights: str = "last") -> None:
-    """Load the last, best-validation or averaged parameters and buffers into a network.
+def stored_arrays(ckpt: Checkpoint, weights: str = "last") -> dict[str, np.ndarray]:
+    """The last, best-validation or averaged parameters and buffers of a checkpoint.
 
     The averaged ("ema") set holds the float buffers; any other buffer comes from the last.
     """
+    if weights not in _WEIGHT_SETS:
+        return {**ckpt.group("param"), **ckpt.group("buffer")}
+    group, what, hint = _WEIGHT_SETS[weights]
+    chosen = ckpt.group(group)
+    if not chosen:
+        raise CheckpointError(f"checkpoint {ckpt.path} holds no {what} weights", hint=hint)
+    return {**ckpt.group("buffer"), **chosen} if weights == "ema" else dict(chosen)
+
+
+def restore_network(network: Network, ckpt: Checkpoint, weights: str = "last") -> None:
+    """Load the last, best-validation or averaged parameters and buffers into a network."""
     if weights in _WEIGHT_SETS:
-        group, what, hint = _WEIGHT_SETS[weights]
-        chosen = ckpt.group(group)
-        if not chosen:
-            raise CheckpointError(f"checkpoint {ckpt.path} holds no {what} weights", hint=hint)
+        chosen = stored_arrays(ckpt, weights)
         params = {k: v for k, v in chosen.items() if k in network.params}
         buffers = {k: v for k, v in chosen.items() if k not in network.params}
-        if weights == "ema":
-            buffers = {**ckpt.group("buffer"), **buffers}
     else:
         params, buffers = ckpt.group("param"), ckpt.group("buffer")
     _copy_into(network.params, params, "parameters", ckpt.path)

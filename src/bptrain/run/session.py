@@ -21,7 +21,7 @@ from typing import Any
 from ..config import LoadedConfig, parse_override
 from ..engine.train import FitHooks, FitOptions, TrainState, evaluate, fit
 from ..errors import ConfigError, Interrupted, OutputError, StdoutClosed
-from . import checkpoint, outfile
+from . import checkpoint, init_from, outfile, tensorboard
 from .checkpoint import Checkpoint
 from .inputs import (
     NO_DATA_OPTIONS,
@@ -38,6 +38,7 @@ from .inputs import (
 )
 from .interrupts import INTERRUPTS
 from .model import check_target, config_of_checkpoint, seconds_to_target
+from .tensorboard import BoardOptions
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class TrainRequest:
     resume: str | None = None
     target_accuracy: float | None = None
     dry_run: bool = False
+    init_from: str | None = None  # a weights file the new run starts from
+    tensorboard: BoardOptions | None = None  # where the epochs go as TensorBoard events
 
 
 # What a resumed run may change: how long and how it is trained and evaluated, and where the
@@ -178,28 +181,52 @@ def train(request: TrainRequest, hooks: Hooks, parallel: Any = None) -> dict[str
     verified folder and seed (or its failure), then do the same offline and save nothing.
     """
     started = time.perf_counter()  # the run's clock includes planning and loading the data
+    if request.init_from is not None and request.resume is not None:
+        raise ConfigError(
+            "give either --init-from or --resume (a resumed run continues from its own "
+            "checkpoint's weights)"
+        )
     root = parallel is None or parallel.is_root
     shared: tuple[str | None, int | None] = (None, None)
     if not root:
         shared = parallel.share_start()
         request = replace(request, data=replace(request.data, data_dir=shared[0], offline=True))
     resolved = plan(request, hooks.read_stdin)
+    _check_zero_epochs(request, resolved)
     if shared[1] is not None:
         resolved.seed = shared[1]  # a drawn seed is rank 0's: every rank draws the same batches
     if resolved.loaded.config.seed is None:
         log.info(f"no seed in the config; drew seed {resolved.seed} (recorded in the checkpoint)")
+    source = init_from.read_checked(request.init_from, resolved.loaded, request.data)
+    if root and request.tensorboard is not None and not request.dry_run:
+        tensorboard.check(request.tensorboard)
     # The checkpoint path is checked and locked before minutes of loading, not after.
     reserve = _checkpoint_path(request, resolved.loaded) if root else contextlib.nullcontext()
     with reserve as out:
-        run = _start(request, resolved)
+        run = _start(request, resolved, source)
         if parallel is not None and root:  # every check passed here: the others may start
             parallel.share_start(str(run.dataset.folder), resolved.seed)
         _log_start(run, resolved.loaded, resolved.ckpt, out)
         return Training(run, out, hooks, request, parallel, started).execute()
 
 
-def _start(request: TrainRequest, resolved: Plan) -> Run:
-    """Load the data, then build the run fresh or from the checkpoint it resumes."""
+def _check_zero_epochs(request: TrainRequest, resolved: Plan) -> None:
+    """0 epochs is how weights trained elsewhere come in unchanged: tested and saved as a
+    checkpoint that eval, predict, graph and serve read. Without --init-from it trains nothing."""
+    epochs = resolved.loaded.config.train.epochs
+    if epochs == 0 and (request.init_from is None or request.resume is not None):
+        raise resolved.loaded.locate(
+            ConfigError(
+                "0 epochs trains nothing; it only brings --init-from's weights in as they are",
+                path="train.epochs",
+                hint="train at least 1 epoch, or give --init-from FILE",
+            )
+        )
+
+
+def _start(request: TrainRequest, resolved: Plan, source: init_from.Source | None = None) -> Run:
+    """Load the data, then build the run fresh (from --init-from's weights, if given) or from
+    the checkpoint it resumes."""
     loaded, ckpt = resolved.loaded, resolved.ckpt
     data = with_stored_folder(request.data, loaded.config, ckpt) if ckpt else request.data
     dataset = load_dataset(loaded.config, data)
@@ -207,6 +234,8 @@ def _start(request: TrainRequest, resolved: Plan) -> Run:
         check_fits(ckpt, dataset)
     try:
         run = prepare(loaded.config, resolved.seed, dataset)
+        if source is not None:
+            init_from.apply(source, run)
     except ConfigError as error:
         raise loaded.locate(error) from None
     run.name = loaded.name
@@ -274,6 +303,7 @@ class Training:
         self.progress = hooks.progress(self.epochs)
         self.output_error: BaseException | None = None  # stdout failed: stop, then report
         self.announced = False
+        self.board: tensorboard.Board | None = None  # open while execute() runs
 
     def clock(self) -> float:
         """Wall seconds of the run so far, across resumes (data loading included)."""
@@ -298,6 +328,8 @@ class Training:
             record["ranks"] = self.parallel.size
             record["allreduce_seconds"] = self.parallel.take_comm_seconds()
         self.save(state, metrics=record)
+        if self.board is not None:  # after the save: the events never run ahead of the file
+            self.board.epoch(record, self.run.network)
         log.info(epoch_line(record, self.epochs))
         try:
             self.hooks.emit({"event": "epoch", **record})
@@ -309,6 +341,16 @@ class Training:
             self.progress.close()
 
     def execute(self) -> dict[str, Any]:
+        """Train, test and summarize, with the TensorBoard writer (if any) open throughout."""
+        root = self.parallel is None or self.parallel.is_root
+        self.board = tensorboard.open_board(self.request.tensorboard, root, self.request.dry_run)
+        try:
+            return self._execute()
+        finally:  # also on an interrupt or an error: what was written is flushed
+            if self.board is not None:
+                self.board.close()
+
+    def _execute(self) -> dict[str, Any]:
         r, cfg = self.run, self.run.config
         INTERRUPTS.received = None
         hooks = FitHooks(self.progress, self.on_epoch, self.stop_requested)
@@ -362,6 +404,8 @@ class Training:
         self.save(state, metrics=summary, weights=weights, complete=True)
         where = f"checkpoint {self.out}" if self.out else "dry run: nothing saved"
         log.info(f"test accuracy {result.accuracy:.2%} (loss {result.loss:.4f}); {where}")
+        if self.board is not None:
+            self.board.summary(summary)
         self.hooks.emit(summary)
         check_target(result.accuracy, self.request.target_accuracy, "test")
         return summary
@@ -399,4 +443,6 @@ class Training:
             summary["seconds_to_target"] = seconds_to_target(state.history, target)
         if self.request.dry_run:
             summary["dry_run"] = True
+        if self.run.init_from is not None:
+            summary["init_from"] = dict(self.run.init_from)
         return summary

@@ -17,8 +17,9 @@ from typing import Any
 from ..errors import ConfigError
 
 TEXT_FORMATS = ("dot", "mermaid", "json")
+PAGE_FORMAT = "html"  # the step-through page (steps_page.py): it needs the steps, not just this
 DOT_FORMATS = ("svg", "png", "pdf")
-FORMATS = TEXT_FORMATS + DOT_FORMATS
+FORMATS = (*TEXT_FORMATS, PAGE_FORMAT, *DOT_FORMATS)
 
 FORWARD_COLOUR = "#1f1f1f"
 BACKWARD_COLOUR = "#d62728"  # the seed's figures draw derivatives in red
@@ -189,6 +190,8 @@ def render(graph: Graph, fmt: str) -> str | bytes:
     """The graph in `fmt`: text for dot/mermaid/json, bytes from `dot -T<fmt>` otherwise."""
     if fmt in TEXT_FORMATS:
         return to_text(graph, fmt)
+    if fmt not in DOT_FORMATS:  # html is drawn from the steps: draw.py calls steps_page
+        raise ValueError(f"render: no such format {fmt!r}")
     check_format(fmt)
     result = subprocess.run(
         ["dot", f"-T{fmt}"], input=to_dot(graph).encode(), capture_output=True, timeout=120

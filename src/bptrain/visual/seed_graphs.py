@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,11 +24,52 @@ from .graph import Edge, Graph, Node, number
 EXP_LIMIT = 709.0
 
 
+@dataclass
+class Op:
+    """One node's work as the real node did it, for the step-through page (steps.py)."""
+
+    node: str  # the graph node's id
+    layer: Any  # the MulLayer, AddLayer, ExpLayer or ReciprocalLayer that computed it
+    result: str  # what its output is called in words ("apple price")
+    inputs: tuple[float, ...]  # in the order of the node's incoming edges
+    output: float
+    upstream: float | None = None  # the gradient backward received
+    local: tuple[float, ...] = ()  # the local derivative per input: backward of a gradient of 1
+    grads: tuple[float, ...] = ()  # what backward passed back: local × upstream
+
+
+@dataclass
+class Tape:
+    """Runs the nodes' forward and backward and keeps what they computed, in order."""
+
+    forward_order: list[Op] = field(default_factory=list)
+    backward_order: list[Op] = field(default_factory=list)
+
+    def forward(self, node: str, layer: Any, *inputs: float, result: str) -> float:
+        output = layer.forward(*inputs)
+        self.forward_order.append(Op(node, layer, result, tuple(inputs), float(output)))
+        return output
+
+    def backward(self, node: str, layer: Any, dout: float) -> Any:
+        grads = layer.backward(dout)
+        # The node's own backward with an upstream gradient of 1 is its local derivative:
+        # the page shows the node's numbers, never a formula recomputed beside it.
+        local = layer.backward(1.0)
+        op = next(op for op in self.forward_order if op.node == node)
+        op.upstream, op.local, op.grads = float(dout), _floats(local), _floats(grads)
+        self.backward_order.append(op)
+        return grads
+
+
+def _floats(value: Any) -> tuple[float, ...]:
+    return tuple(float(v) for v in value) if isinstance(value, tuple) else (float(value),)
+
+
 @dataclass(frozen=True)
 class Example:
     description: str
     defaults: dict[str, float]
-    build: Callable[[dict[str, float]], Graph]
+    build: Callable[[dict[str, float], Tape], Graph]
 
 
 def _value(node_id: str, label: str) -> Node:
@@ -42,13 +84,15 @@ def _edge(source: str, target: str, forward: float, backward: float | None) -> E
     return Edge(source, target, number(forward), None if backward is None else number(backward))
 
 
-def _shop(v: dict[str, float]) -> Graph:
+def _shop(v: dict[str, float], tape: Tape) -> Graph:
     """Problem 1: 2 apples at 100 with 10% tax (apple_layer, tax_layer as in the seed)."""
     apple_layer, tax_layer = MulLayer(), MulLayer()
-    apple_price = apple_layer.forward(v["apple.price"], v["apple.count"])
-    price = tax_layer.forward(apple_price, v["tax"])
-    dapple_price, dtax = tax_layer.backward(v["dout"])
-    dapple, dcount = apple_layer.backward(dapple_price)
+    apple_price = tape.forward(
+        "mul_apple", apple_layer, v["apple.price"], v["apple.count"], result="apple price"
+    )
+    price = tape.forward("mul_tax", tax_layer, apple_price, v["tax"], result="price")
+    dapple_price, dtax = tape.backward("mul_tax", tax_layer, v["dout"])
+    dapple, dcount = tape.backward("mul_apple", apple_layer, dapple_price)
     nodes = [
         _value("apple.price", "apple"),
         _value("apple.count", "apple count"),
@@ -78,17 +122,21 @@ def _shop(v: dict[str, float]) -> Graph:
 
 
 # Long: the seed's shopping graph with apples and oranges, each line one node or edge.
-def _shop_oranges(v: dict[str, float]) -> Graph:
+# Long: the seed's problem 2 node by node (its figure 5-17), each line one node or edge.
+def _shop_oranges(v: dict[str, float], tape: Tape) -> Graph:
     """Problem 2: plus 3 oranges at 150; an AddLayer sums the two fruits before the tax."""
     mul_apple, mul_orange, add_fruit, mul_tax = MulLayer(), MulLayer(), AddLayer(), MulLayer()
-    apple_price = mul_apple.forward(v["apple.price"], v["apple.count"])
-    orange_price = mul_orange.forward(v["orange.price"], v["orange.count"])
-    fruit_price = add_fruit.forward(apple_price, orange_price)
-    price = mul_tax.forward(fruit_price, v["tax"])
-    dfruit_price, dtax = mul_tax.backward(v["dout"])
-    dapple_price, dorange_price = add_fruit.backward(dfruit_price)
-    dorange, dorange_count = mul_orange.backward(dorange_price)
-    dapple, dapple_count = mul_apple.backward(dapple_price)
+    apple_price = tape.forward("mul_apple", mul_apple, v["apple.price"], v["apple.count"],
+                               result="apple price")  # fmt: skip
+    orange_price = tape.forward("mul_orange", mul_orange, v["orange.price"], v["orange.count"],
+                                result="orange price")  # fmt: skip
+    fruit_price = tape.forward("add_fruit", add_fruit, apple_price, orange_price,
+                               result="fruit price")  # fmt: skip
+    price = tape.forward("mul_tax", mul_tax, fruit_price, v["tax"], result="price")
+    dfruit_price, dtax = tape.backward("mul_tax", mul_tax, v["dout"])
+    dapple_price, dorange_price = tape.backward("add_fruit", add_fruit, dfruit_price)
+    dorange, dorange_count = tape.backward("mul_orange", mul_orange, dorange_price)
+    dapple, dapple_count = tape.backward("mul_apple", mul_apple, dapple_price)
     nodes = [
         _value("apple.price", "apple"),
         _value("apple.count", "apple count"),
@@ -129,7 +177,7 @@ def _shop_oranges(v: dict[str, float]) -> Graph:
 
 
 # Long: the seed's sigmoid graph node by node (its figure 5-19), each line one node or edge.
-def _sigmoid(v: dict[str, float]) -> Graph:
+def _sigmoid(v: dict[str, float], tape: Tape) -> Graph:
     """y = 1 / (1 + exp(-x)) as the seed composes it: x(-1), exp, +1, 1/x."""
     x, dout = v["x"], v["dout"]
     if abs(x) > EXP_LIMIT:
@@ -139,14 +187,14 @@ def _sigmoid(v: dict[str, float]) -> Graph:
             path="--x", hint=f"use an x between -{EXP_LIMIT:g} and {EXP_LIMIT:g}",
         )  # fmt: skip
     negate, exp, add_one, reciprocal = MulLayer(), ExpLayer(), AddLayer(), ReciprocalLayer()
-    minus_x = negate.forward(x, -1.0)
-    e = exp.forward(minus_x)
-    denominator = add_one.forward(e, 1.0)
-    y = reciprocal.forward(denominator)
-    ddenominator = reciprocal.backward(dout)
-    de, _ = add_one.backward(ddenominator)
-    dminus_x = exp.backward(de)
-    dx, _ = negate.backward(dminus_x)
+    minus_x = tape.forward("negate", negate, x, -1.0, result="-x")
+    e = tape.forward("exp", exp, minus_x, result="exp(-x)")
+    denominator = tape.forward("add_one", add_one, e, 1.0, result="1 + exp(-x)")
+    y = tape.forward("reciprocal", reciprocal, denominator, result="y")
+    ddenominator = tape.backward("reciprocal", reciprocal, dout)
+    de, _ = tape.backward("add_one", add_one, ddenominator)
+    dminus_x = tape.backward("exp", exp, de)
+    dx, _ = tape.backward("negate", negate, dminus_x)
     layer = Sigmoid()
     layer.forward(np.array([x]))
     fused = float(layer.backward(np.array([dout]))[0])
@@ -210,8 +258,9 @@ EXAMPLES = {
 }
 
 
-def seed_graph(name: str, settings: Sequence[str] = ()) -> Graph:
-    """The example's graph with its inputs changed by `name=value` settings."""
+def seed_graph(name: str, settings: Sequence[str] = (), tape: Tape | None = None) -> Graph:
+    """The example's graph with its inputs changed by `name=value` settings; `tape` keeps what
+    each node computed, in order."""
     example = EXAMPLES[name]
     values = dict(example.defaults)
     for text in settings:
@@ -220,7 +269,7 @@ def seed_graph(name: str, settings: Sequence[str] = ()) -> Graph:
         if not sep or key not in values:
             raise ConfigError(_unknown_input(name, key if sep else text, values))
         values[key] = _parse_number(key, raw)
-    graph = example.build(values)
+    graph = example.build(values, tape if tape is not None else Tape())
     _check_finite(name, settings, graph.values)
     return graph
 

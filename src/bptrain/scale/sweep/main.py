@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ... import extras, files
+from ...run import tensorboard
 from ...run.inputs import DataOptions
+from ...run.tensorboard import BoardOptions
 from .best_file import BestFile
 from .coordinator import Coordinator
 from .reporting import Reporter
@@ -37,6 +39,7 @@ class SweepRequest:
     threads: int | None = None  # BLAS threads per worker (None: 1)
     data: DataOptions = field(default_factory=DataOptions)
     verbose: bool = False
+    tensorboard: BoardOptions | None = None  # each trial's events in DIR/trial-NNNN/
 
 
 def default_out(study: str) -> Path:
@@ -60,8 +63,10 @@ def sweep(
     storage = storage_of(request.storage, out)
     _prefetch(base, request.data)  # a data error (exit 3) before any trial, and one download
     files.check_folder(out, label="--out")  # made, and writable (exit 4)
+    if request.tensorboard is not None:
+        tensorboard.check(request.tensorboard, "sweep --tensorboard")
     job = Job(spec, name, storage, str(out), request.data, request.threads or 1,
-              request.verbose, parent=os.getpid())  # fmt: skip
+              request.verbose, parent=os.getpid(), tensorboard=request.tensorboard)  # fmt: skip
     best = BestFile(out / "best.yaml", job)
     best.check()
     previous = optuna.logging.get_verbosity()

@@ -19,6 +19,7 @@ from ...run import inputs, session, threads
 from ...run.inputs import DataOptions
 from ...run.interrupts import INTERRUPTS, SIGNALS
 from ...run.session import Hooks, TrainRequest
+from ...run.tensorboard import BoardOptions
 from .spec import EPOCH_METRICS, Spec
 from .storage import Storage, counts, find_trial, trial_record
 
@@ -43,6 +44,7 @@ class Job:
     index: int = 0
     seed: int | None = None  # the sampler's, derived from the spec's
     parent: int = 0  # the coordinator's pid: a worker whose coordinator is gone stops
+    tensorboard: BoardOptions | None = None  # the sweep's folder; each trial writes below it
 
 
 def make_sampler(optuna: Any, spec: Spec, seed: int | None) -> Any:
@@ -215,9 +217,11 @@ class TrialRunner:
             overrides = (*overrides, f"seed={seed}")
         trial.set_user_attr("config", replace(loaded.config, seed=seed).to_dict())
         trial.set_user_attr("checkpoint", str(path))
+        board = self.job.tensorboard
         request = TrainRequest(
-            config=self.spec.base, overrides=overrides, data=self.job.data, out=str(path)
-        )
+            config=self.spec.base, overrides=overrides, data=self.job.data, out=str(path),
+            tensorboard=board.for_trial(trial.number) if board is not None else None,
+        )  # fmt: skip
         return request, loaded.config.train.epochs
 
     def _on_record(self, trial: Any, record: dict[str, Any], epochs: int) -> None:

@@ -1,0 +1,1 @@
+"""Models leaving bptrain (ONNX, safetensors in PyTorch's layout) and weights coming in."""
