@@ -14,8 +14,23 @@ import numpy as np
 import pytest
 
 from bptrain.run import checkpoint
-from cli_helpers import assert_error, invoke, records, subprocess_env, without_timing, write_config
-from own_layers_helpers import LAYER_RELU, MARKER, own_config, write_layers
+from cli_helpers import (
+    assert_error,
+    invoke,
+    records,
+    small_config,
+    subprocess_env,
+    without_timing,
+    write_config,
+)
+from own_layers_helpers import (
+    BOOK_LAYERS,
+    LAYER_RELU,
+    MARKER,
+    book_stack,
+    own_config,
+    write_layers,
+)
 
 
 def _sha(path: Path) -> str:
@@ -296,3 +311,34 @@ def test_another_installed_version_is_warned_about(tmp_path, idx_folder):
     done = _bptrain("eval", out, env=_env_with(newer))
     assert done.returncode == 0, done.stderr
     assert "from mypkg 0.1 (mypkg:PluginRelu); installed now: mypkg 0.2" in done.stderr
+
+
+# --- the book's way: a network of the learner's own classes --------------------------------
+
+
+def test_the_books_classes_train_to_the_built_in_weights_bit_for_bit(tmp_path, idx_folder):
+    (tmp_path / "my_layers.py").write_text(BOOK_LAYERS)
+    # The plain NumPy bodies on both sides (no compiled loops; an MLP has no fused runs).
+    env = {**subprocess_env(), "BPTRAIN_KERNELS": "numpy"}
+    out = {}
+    for side, prefix in (("built_in", ""), ("book", "my_layers.py:")):
+        config = small_config(idx_folder, epochs=2)
+        config["model"]["layers"] = book_stack(prefix)
+        path = write_config(tmp_path / f"{side}.yaml", config)
+        out[side] = tmp_path / f"{side}.npz"
+        done = _bptrain("train", path, "--out", out[side], env=env)
+        assert done.returncode == 0, done.stderr
+    built_in, book = checkpoint.load(out["built_in"]), checkpoint.load(out["book"])
+    assert built_in.meta["kernels"] == book.meta["kernels"] == "numpy"
+    assert [s["type"].rsplit("/", 1)[-1] for s in book.meta["layer_sources"]] == [
+        "my_layers.py:Affine", "my_layers.py:Sigmoid", "my_layers.py:Relu",
+    ]  # fmt: skip
+    assert built_in.group("param").keys() == book.group("param").keys()
+    for name, value in built_in.group("param").items():
+        assert np.array_equal(value, book.group("param")[name]), name
+    assert without_timing(built_in.history) == without_timing(book.history)
+    # The same check in-process: gradcheck the book's network (exit 0 means it passed).
+    config = small_config(idx_folder)
+    config["model"]["layers"] = book_stack("my_layers.py:")
+    check = invoke("gradcheck", write_config(tmp_path / "check.yaml", config))
+    assert check.exit_code == 0, check.stderr
