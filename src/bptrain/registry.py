@@ -9,6 +9,7 @@ import types
 import typing
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 import numpy as np
@@ -21,6 +22,13 @@ T = TypeVar("T")
 # have folders). Here, at the bottom, so that config/ can tell such names apart (to make their
 # paths absolute) without importing custom/, which imports them.
 FILE_TYPE = re.compile(r"^(?P<file>.+\.py):(?P<cls>[A-Za-z_]\w*)$")
+
+
+def short_type(name: str) -> str:
+    """`/home/me/my_layers.py:Relu` -> `my_layers.py:Relu`: configs and records keep the whole
+    path, people read the file's name; any other name is returned as it is."""
+    match = FILE_TYPE.match(name)
+    return f"{PurePath(match['file']).name}:{match['cls']}" if match else name
 
 
 def did_you_mean(

@@ -342,3 +342,14 @@ def test_the_books_classes_train_to_the_built_in_weights_bit_for_bit(tmp_path, i
     config["model"]["layers"] = book_stack("my_layers.py:")
     check = invoke("gradcheck", write_config(tmp_path / "check.yaml", config))
     assert check.exit_code == 0, check.stderr
+
+
+def test_export_of_own_layers_needs_layers_then_names_the_layer(tmp_path, idx_folder):
+    pytest.importorskip("onnx", reason="the export extra (onnx) is not installed")
+    out = _train(tmp_path, idx_folder)
+    layers = tmp_path / "code" / "my_layers.py"
+    target = tmp_path / "model.onnx"
+    assert_error(invoke("export", out, "--out", target), 2, "--layers my_layers.py")
+    result = invoke("export", out, "--out", target, "--layers", layers)
+    assert_error(result, 2, "layer 2 (my_layers.py:Relu) has no ONNX form")
+    assert not target.exists()

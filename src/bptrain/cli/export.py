@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from .. import console
-from .options import EXIT_CODES, common_options, weights_option
+from .options import EXIT_CODES, common_options, layers_option, weights_option
 
 FORMATS = ("onnx", "safetensors")
 
@@ -22,6 +22,7 @@ FORMATS = ("onnx", "safetensors")
     help="onnx or safetensors; default: from --out's suffix.",
 )  # fmt: skip
 @weights_option
+@layers_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @common_options
 def export_command(

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..engine.layers import LAYERS, Layer, Shape
 from ..errors import ConfigError
+from ..registry import short_type
 from .book import BookClass, kink_state
 from .names import reference_for
 
@@ -41,8 +42,14 @@ def as_layer(cls: type, type_name: str, source: Mapping[str, Any]) -> type[Layer
 
     A subclass of bptrain's Layer already speaks the protocol and is used as it is.
     """
+    label = short_type(type_name)
     if isinstance(cls, type) and issubclass(cls, Layer):
-        attrs = {"name": type_name, "source": dict(source), "__module__": cls.__module__}
+        attrs = {
+            "name": type_name,
+            "label": label,
+            "source": dict(source),
+            "__module__": cls.__module__,
+        }
         return type(cls.__name__, (cls,), attrs)
     book = BookClass.of(cls)
     if book.kind != "unary":
@@ -62,6 +69,7 @@ def as_layer(cls: type, type_name: str, source: Mapping[str, Any]) -> type[Layer
         )
     attrs = {
         "name": type_name,
+        "label": label,
         "source": dict(source),
         "book": book,
         "reference_name": ref_name,

@@ -126,8 +126,8 @@ class Network:
         return shapes
 
     def layer_name(self, i: int) -> str:
-        """The registry name of layer `i` (an unregistered class's own name)."""
-        return self.layers[i].name
+        """The name of layer `i` as people read it (an unregistered class's own name)."""
+        return self.layers[i].label
 
     def _named(self, attr: str) -> dict[str, np.ndarray]:
         return {
@@ -250,7 +250,12 @@ class Network:
             ("", "input", str(self.input_shape), ""),
         ]
         rows += [
-            (str(r["index"]), r["type"], str(tuple(r["output_shape"])), f"{r['params']:,}")
+            (
+                str(r["index"]),
+                self.layer_name(r["index"]),
+                str(tuple(r["output_shape"])),
+                f"{r['params']:,}",
+            )
             for r in self.summary()
         ]
         rows.append(("loss", self.loss_layer.name, "", ""))

@@ -124,7 +124,7 @@ def _layer(graph: _Graph, network: Network, i: int, x: str, out: str) -> str:
         inputs = [x, *(graph.weight(f"{i}.{key}", arrays[key]) for key in keys)]
         return graph.node("BatchNormalization", inputs, out, label, epsilon=layer.eps)
     raise ConfigError(
-        f"layer {i} ({name}) has no ONNX form bptrain knows",
+        f"layer {i} ({network.layer_name(i)}) has no ONNX form bptrain knows",
         path=f"model.layers[{i}]",
         hint=f"export to ONNX covers {', '.join(EXPORTED)}",
     )

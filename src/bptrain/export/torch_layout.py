@@ -99,7 +99,7 @@ def module_of(network: Network, i: int) -> TorchModule:
             cls, (shape[0],), {"eps": layer.eps, "momentum": round(1 - layer.momentum, 12)}
         )
     raise ConfigError(
-        f"layer {i} ({name}) has no PyTorch counterpart bptrain knows",
+        f"layer {i} ({network.layer_name(i)}) has no PyTorch counterpart bptrain knows",
         hint="export and --init-from cover the registered layers: "
         "affine, conv2d, pools, batch_norm, activations, flatten, dropout",
     )
@@ -154,8 +154,8 @@ def from_torch(
             value = np.asarray(found[key])
             if value.shape != expected[key].shape:
                 raise ConfigError(
-                    f"{source}: {key} has shape {list(value.shape)} but layer {i} ({layer.name}) "
-                    f"needs {list(expected[key].shape)}",
+                    f"{source}: {key} has shape {list(value.shape)} but layer {i} "
+                    f"({network.layer_name(i)}) needs {list(expected[key].shape)}",
                     path=f"model.layers[{i}]",
                 )
             arrays[f"{i}.{ours}"] = value.T if (layer.name, ours) in TRANSPOSED else value

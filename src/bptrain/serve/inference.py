@@ -22,7 +22,6 @@ from ..predict import classify as predict
 from ..predict.decode import GZIP_MAGIC, InputError, Item, read_bytes
 from ..predict.preprocess import preprocess as preprocess_image
 from ..run.model import Model, load_model
-from ..visual.summary import layer_rows
 
 MAX_MAPS = 16  # feature maps shown per conv layer (the statistics cover every channel)
 MAX_INFLATED = 64 << 20  # a gzip upload may inflate to this much, not predict's 1 GiB
@@ -78,7 +77,7 @@ class Engine:
                 "test_accuracy": metrics.get("test_accuracy"),
                 "params": network.num_params,
                 "loss": network.loss_layer.name,
-                "layers": layer_rows(network),
+                "layers": network.summary(),
             }
         )
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from ..engine.network import Network
 from .graph import Edge, Graph, Node, number
-from .summary import layer_rows
 
 # The seed's and the book's names for the classes it draws.
 DISPLAY = {"Relu": "ReLU", "LeakyRelu": "LeakyReLU", "SoftmaxWithLoss": "Softmax-with-Loss",
@@ -37,7 +36,7 @@ def network_graph(
     edges = []
     previous = "input"
     for i, (layer, row, traced) in enumerate(
-        zip(network.layers, layer_rows(network), layer_stats, strict=True)
+        zip(network.layers, network.summary(), layer_stats, strict=True)
     ):
         node_id = f"layer{i}"
         lines = [f"#{i} → {_shape(row['output_shape'])}"]

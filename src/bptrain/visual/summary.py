@@ -1,7 +1,8 @@
 """`bptrain summary`: the Keras-style model summary, built from the network alone (no data).
 
 Everything is computed here from the network's public parts (its layers, their params and
-buffers, the shapes it inferred); `layer_rows` also serves the graph and the serve page.
+buffers, the shapes it inferred); `Network.summary` gives the rows, which the graph and the
+serve page use too.
 
 Parameter memory is the trained arrays' size. Activation memory per sample is measured, not
 estimated: a forward pass in training mode on a small random batch, then the bytes of every
@@ -18,26 +19,9 @@ from typing import Any
 import numpy as np
 
 from ..engine.network import Network
+from ..registry import short_type
 
 PROBE_BATCHES = (2, 4)  # the memory kept is linear in the batch: two sizes give its slope
-
-
-def layer_rows(network: Network) -> list[dict[str, Any]]:
-    """One row per layer, in configured order: index, type, output shape, parameter count.
-
-    `params` counts trained numbers, `buffers` the kept non-trained ones (BatchNorm's running
-    statistics); both are saved in checkpoints.
-    """
-    return [
-        {
-            "index": i,
-            "type": layer.name,
-            "output_shape": list(shape),
-            "params": sum(p.size for p in layer.params.values()),
-            "buffers": sum(b.size for b in layer.buffers.values()),
-        }
-        for i, (layer, shape) in enumerate(zip(network.layers, network.shapes, strict=True))
-    ]
 
 
 def summarize(network: Network, *, name: str, dataset: str, batch_size: int) -> dict[str, Any]:
@@ -46,14 +30,14 @@ def summarize(network: Network, *, name: str, dataset: str, batch_size: int) -> 
     rows = [
         {
             "index": row["index"],
-            "name": f"{row['type']}_{row['index']}",
+            "name": f"{short_type(row['type'])}_{row['index']}",
             "type": row["type"],
             "output_shape": row["output_shape"],
             "params": row["params"],
             "buffers": row["buffers"],
             "activation_bytes_per_sample": kept[row["index"]],
         }
-        for row in layer_rows(network)
+        for row in network.summary()
     ]
     params = sum(row["params"] for row in rows)
     per_sample = sum(kept.values())
@@ -79,7 +63,8 @@ def table(record: dict[str, Any]) -> str:
     head = ("#", "name", "type", "output shape", "params", "kept/sample")
     rows = [head, ("", "input", "", _shape(record["input_shape"]), "", "")]
     rows += [
-        (str(r["index"]), r["name"], r["type"], _shape(r["output_shape"]), f"{r['params']:,}",
+        (str(r["index"]), r["name"], short_type(r["type"]), _shape(r["output_shape"]),
+         f"{r['params']:,}",
          _bytes(r["activation_bytes_per_sample"]))
         for r in record["layers"]
     ]  # fmt: skip
@@ -151,6 +136,10 @@ def _arrays_of(owner: Any) -> list[np.ndarray]:
             found.append(value)
         elif isinstance(value, (list, tuple)):
             found += [v for v in value if isinstance(v, np.ndarray)]
+    # A book-style layer (custom/adapter.py) keeps its caches on the user's object it runs.
+    wrapped = getattr(owner, "obj", None)
+    if wrapped is not None and hasattr(wrapped, "__dict__"):
+        found += _arrays_of(wrapped)
     return found
 
 

@@ -44,6 +44,12 @@ class Layer(Named):
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError
 
+    @property
+    def label(self) -> str:
+        """The name people read: the registry key. A class from your own file is registered
+        under the file's whole path and shows as `my_layers.py:Relu` (custom/adapter.py)."""
+        return self.name
+
     def kink_state(self) -> tuple[np.ndarray, ...]:
         """Arrays that change when an input crosses a kink (ReLU's mask, max-pool's choice).
 
