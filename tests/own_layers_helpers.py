@@ -46,66 +46,12 @@ def own_config(data: Path, layer_type: str = "my_layers.py:Relu", **train) -> di
     return config
 
 
-# The seed's classes as a learner writes them (forward(x), backward(dout), Affine(W, b), dW and
-# db attributes), with a Relu.backward that leaves dout alone, and a Sigmoid with the arithmetic
-# of bptrain's (the seed's 1 / (1 + exp(-x)) rounds otherwise for x < 0, and overflows).
-BOOK_LAYERS = """\
-import numpy as np
-
-
-class Affine:
-    def __init__(self, W, b):
-        self.W = W
-        self.b = b
-        self.x = None
-        self.original_x_shape = None
-        self.dW = None
-        self.db = None
-
-    def forward(self, x):
-        self.original_x_shape = x.shape
-        x = x.reshape(x.shape[0], -1)
-        self.x = x
-        out = np.dot(self.x, self.W) + self.b
-        return out
-
-    def backward(self, dout):
-        dx = np.dot(dout, self.W.T)
-        self.dW = np.dot(self.x.T, dout)
-        self.db = np.sum(dout, axis=0)
-        dx = dx.reshape(*self.original_x_shape)
-        return dx
-
-
-class Relu:
-    def __init__(self):
-        self.mask = None
-
-    def forward(self, x):
-        self.mask = (x <= 0)
-        out = x.copy()
-        out[self.mask] = 0
-        return out
-
-    def backward(self, dout):
-        dx = dout.copy()
-        dx[self.mask] = 0
-        return dx
-
-
-class Sigmoid:
-    def __init__(self):
-        self.out = None
-
-    def forward(self, x):
-        e = np.exp(-np.abs(x))
-        self.out = np.where(x >= 0, 1, e) / (1 + e)
-        return self.out
-
-    def backward(self, dout):
-        dx = dout * (1.0 - self.out) * self.out
-        return dx
-"""
+# The seed's classes with their flaws fixed, as docs/learn.md has a learner write them: the
+# book's Affine(W, b) with dW and db attributes, a Relu.backward that leaves dout alone, and a
+# Sigmoid with bptrain's stable arithmetic (the seed's 1 / (1 + exp(-x)) rounds otherwise).
+BOOK_LAYERS = (
+    Path(__file__).resolve().parents[1] / "examples" / "seed_layers_fixed.py"
+).read_text()
 
 
 def book_stack(prefix: str = "") -> list[dict]:
