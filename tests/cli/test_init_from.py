@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from bptrain.export.torch_layout import to_torch
 from bptrain.run import checkpoint, inputs
 from bptrain.run.restore import stored_arrays
+from bptrain.run.torch_layout import to_torch
 from cli_helpers import assert_error, invoke, records, small_config, without_timing, write_config
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")

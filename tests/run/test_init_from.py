@@ -10,10 +10,10 @@ import pytest
 from bptrain.engine.network import Network
 from bptrain.engine.train import evaluate
 from bptrain.errors import CheckpointError, ConfigError
-from bptrain.export.torch_layout import modules, to_torch
 from bptrain.run import checkpoint, init_from, inputs, safetensors_read
 from bptrain.run.checkpoint_schema import validate_meta
 from bptrain.run.restore import stored_arrays
+from bptrain.run.torch_layout import modules, to_torch
 from cli_helpers import invoke, records, small_config, write_config
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")

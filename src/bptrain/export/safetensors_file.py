@@ -20,8 +20,8 @@ from ..engine.network import Network
 from ..errors import CheckFailed
 from ..extras import require
 from ..run.model import Model
+from ..run.torch_layout import from_torch, modules, to_torch
 from . import verify
-from .torch_layout import from_torch, modules, to_torch
 
 
 def safetensors_numpy() -> Any:

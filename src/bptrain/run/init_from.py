@@ -3,7 +3,7 @@
 FILE is a bptrain checkpoint (the weights `eval` uses: its summary's best, averaged or last
 set) or a safetensors file in PyTorch's nn.Sequential names and layouts (what `bptrain export`
 writes, or `safetensors.torch.save_file(model.state_dict(), ...)` of the same stack; see
-export/torch_layout.py). The weights are copied in after the seeded initialization, so the
+run/torch_layout.py). The weights are copied in after the seeded initialization, so the
 generator stream, and with it every shuffle and dropout mask, is that of a run without them.
 
 Exit codes: a file that is missing, of another kind, or that does not fit the config (names,
@@ -27,8 +27,7 @@ from ..config import LoadedConfig
 from ..engine.averaging import WeightAverage
 from ..engine.network import Network
 from ..errors import CheckpointError, ConfigError
-from ..export import torch_layout
-from . import checkpoint, safetensors_read
+from . import checkpoint, safetensors_read, torch_layout
 from .inputs import DataOptions, check_stack
 from .restore import stored_arrays
 

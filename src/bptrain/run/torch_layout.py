@@ -1,7 +1,7 @@
 """bptrain's layers in PyTorch's names and layouts: an `nn.Sequential` of the matching modules.
 
 Layer i of the stack is module i of the Sequential, so its tensors are named `i.weight`,
-`i.bias` and so on. Three things differ from bptrain's own arrays:
+`i.bias` and so on. Four things differ from bptrain's own arrays:
 - Linear keeps its weight as (out, in), the transpose of Affine's W (in, out);
 - BatchNorm's gamma and beta are `weight` and `bias`, and PyTorch also keeps
   `num_batches_tracked` (an int64 count) beside the running statistics;
